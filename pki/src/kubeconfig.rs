@@ -1,6 +1,7 @@
 //! kubeconfig files in the clientcmd `v1` format, with certificate data embedded (base64), so
 //! one file is all `kubectl` needs.
 
+use std::fmt;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{CertifiedKey, PkiError, write_private};
 
 /// A kubeconfig file (clientcmd v1 format, certificate data embedded base64).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Kubeconfig {
     #[serde(rename = "apiVersion")]
@@ -68,6 +69,16 @@ struct Context {
 struct ContextInfo {
     cluster: String,
     user: String,
+}
+
+/// Credentials stay out of logs: only where the file points is shown.
+impl fmt::Debug for Kubeconfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kubeconfig")
+            .field("current_context", &self.current_context)
+            .field("server_url", &self.server_url())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Kubeconfig {
@@ -240,6 +251,14 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_hides_credentials() {
+        let kc = Kubeconfig::for_token("c", "https://h", "pem", "u", "sekrit-token");
+        let shown = format!("{kc:?}");
+        assert!(!shown.contains("sekrit-token"), "{shown}");
+        assert!(shown.contains("https://h"), "{shown}");
+    }
+
+    #[test]
     fn yaml_round_trips() {
         let (ca, admin) = sample_cert();
         let kc = Kubeconfig::for_client_cert("c", "https://h", ca.cert_pem(), "u", &admin);
@@ -292,13 +311,14 @@ mod tests {
         .write(&token_path)
         .unwrap();
 
-        let view = |path: &Path| -> serde_json::Value {
-            let out = Command::new(kubectl)
-                .args(["config", "view", "--raw", "-o", "json", "--kubeconfig"])
-                .arg(path)
-                .env_remove("KUBECONFIG")
-                .output()
-                .unwrap();
+        let view = |path: &Path, raw: bool| -> serde_json::Value {
+            let mut cmd = Command::new(kubectl);
+            cmd.args(["config", "view", "-o", "json", "--kubeconfig"])
+                .arg(path);
+            if raw {
+                cmd.arg("--raw");
+            }
+            let out = cmd.env_remove("KUBECONFIG").output().unwrap();
             assert!(
                 out.status.success(),
                 "kubectl failed: {}",
@@ -307,7 +327,12 @@ mod tests {
             serde_json::from_slice(&out.stdout).unwrap()
         };
 
-        let json = view(&cert_path);
+        // The default view redacts secrets but must still understand the file.
+        let json = view(&cert_path, false);
+        assert_eq!(json["current-context"], "skiff-admin@skiff");
+        assert_eq!(json["users"][0]["user"]["client-key-data"], "DATA+OMITTED");
+
+        let json = view(&cert_path, true);
         assert_eq!(json["current-context"], "skiff-admin@skiff");
         assert_eq!(
             json["clusters"][0]["cluster"]["server"],
@@ -327,7 +352,7 @@ mod tests {
             b64(&admin.key_pem).as_str()
         );
 
-        let json = view(&token_path);
+        let json = view(&token_path, true);
         assert_eq!(json["users"][0]["user"]["token"], "s3cret");
         assert_eq!(json["contexts"][0]["context"]["user"], "bot");
     }

@@ -8,9 +8,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::KeyPair;
-use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
-use rustls::pki_types::{ServerName, UnixTime};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
+use rustls::pki_types::UnixTime;
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
 
 use crate::ca::{first_cert_der, key_matches};
 use crate::files::{read_optional, write_public};
@@ -144,9 +146,9 @@ fn store_pair(dir: &Path, name: &str, pair: &CertifiedKey) -> Result<(), PkiErro
     write_public(&dir.join(format!("{name}.crt")), pair.cert_pem.as_bytes())
 }
 
-/// Whether a certificate on disk can keep being used. Anything unparsable simply does not fit;
-/// only an invalid requested server name is an error (a new certificate could not have it
-/// either).
+/// Whether a certificate on disk can keep being used: it parses, its key matches, it chains
+/// to `ca` for its purpose, it has more than [`RENEW_BEFORE`] left, and it names what is asked.
+/// Anything unusable simply does not fit; errors are only for a CA that cannot act as a root.
 fn still_fits(
     ca: &CertificateAuthority,
     pair: &CertifiedKey,
@@ -189,20 +191,7 @@ fn still_fits(
             {
                 return Ok(false);
             }
-            for dns in *dns_names {
-                let name = ServerName::try_from(dns.as_str())
-                    .map_err(|_| PkiError::ServerName(dns.clone()))?;
-                if verify_server_name(&parsed, &name).is_err() {
-                    return Ok(false);
-                }
-            }
-            for ip in *ips {
-                let name = ServerName::IpAddress((*ip).into());
-                if verify_server_name(&parsed, &name).is_err() {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
+            Ok(san_covers(&cert, dns_names, ips))
         }
         Purpose::Admin => {
             let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
@@ -218,6 +207,30 @@ fn still_fits(
             Ok(identity_from_der(&der).is_ok_and(|id| id == expected))
         }
     }
+}
+
+/// Whether the certificate lists every requested DNS name (ASCII case-insensitive, compared
+/// literally, so a wildcard entry covers only itself) and IP address.
+fn san_covers(cert: &X509Certificate<'_>, dns_names: &[String], ips: &[IpAddr]) -> bool {
+    let Ok(Some(sans)) = cert.subject_alternative_name() else {
+        return dns_names.is_empty() && ips.is_empty();
+    };
+    let names = &sans.value.general_names;
+    let has_dns = |wanted: &String| {
+        names
+            .iter()
+            .any(|n| matches!(n, GeneralName::DNSName(d) if d.eq_ignore_ascii_case(wanted)))
+    };
+    let has_ip = |wanted: &IpAddr| {
+        let octets = match wanted {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        names
+            .iter()
+            .any(|n| matches!(n, GeneralName::IPAddress(b) if *b == octets.as_slice()))
+    };
+    dns_names.iter().all(has_dns) && ips.iter().all(has_ip)
 }
 
 #[cfg(test)]
@@ -282,6 +295,20 @@ mod tests {
         let more = [names(), vec!["node-1.example".to_owned()]].concat();
         let fourth = ServerPki::load_or_create(dir.path(), &more, &wanted).unwrap();
         assert_ne!(third.serving, fourth.serving);
+    }
+
+    #[test]
+    fn names_rustls_cannot_parse_are_still_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = vec!["*.nodes.example".to_owned(), "Node-1.Example".to_owned()];
+        let first = ServerPki::load_or_create(dir.path(), &odd, &ips(&["::1"])).unwrap();
+        let lower = vec!["*.nodes.example".to_owned(), "node-1.example".to_owned()];
+        let second = ServerPki::load_or_create(dir.path(), &lower, &ips(&["::1"])).unwrap();
+        assert!(same(&first, &second));
+        // A name merely matched by the wildcard is not "covered": it gets its own entry.
+        let third =
+            ServerPki::load_or_create(dir.path(), &["a.nodes.example".to_owned()], &[]).unwrap();
+        assert_ne!(third.serving, second.serving);
     }
 
     #[test]
