@@ -27,8 +27,10 @@ use crate::contract::{Event, StoreError, WatchStream};
 
 /// Default number of events the ring keeps.
 pub const DEFAULT_MAX_EVENTS: usize = 10_000;
-/// Default approximate byte budget of the ring.
-pub const DEFAULT_MAX_BYTES: usize = 32 << 20;
+/// Default approximate byte budget of the ring. Events of updates hold both the new and the
+/// previous value, so 16 MiB is about 4k updates of 2 KiB objects: sized for a server whose
+/// whole RSS should stay near 64 MB.
+pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 
 /// Fixed per-event overhead counted on top of keys and values.
 const EVENT_OVERHEAD: usize = 128;
@@ -440,6 +442,37 @@ mod tests {
         hub.publish([put("/k", 5), put("/k", 6)]);
         assert_eq!(hub.len(), 1);
         assert_eq!(hub.head(), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_started_mid_stream_has_no_gap_or_duplicate() {
+        const LAST: u64 = 3000;
+        let hub = WatchHub::new(0, 10_000, 32 << 20);
+        let publisher = {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for r in 1..=LAST {
+                    hub.publish([put("/k", r)]);
+                }
+            })
+        };
+        let mut watchers = Vec::new();
+        while watchers.len() < 20 {
+            let after = hub.head();
+            if after >= LAST {
+                break;
+            }
+            watchers.push((after, hub.watch("/", after).unwrap()));
+            tokio::task::yield_now().await;
+        }
+        publisher.join().unwrap();
+        assert!(!watchers.is_empty());
+        for (after, mut stream) in watchers {
+            for expected in after + 1..=LAST {
+                assert_eq!(next_revision(&mut stream).await, expected);
+            }
+            assert_quiet(&mut stream).await;
+        }
     }
 
     #[tokio::test]
