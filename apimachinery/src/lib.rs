@@ -10,6 +10,8 @@
 
 pub mod registry;
 pub mod selectors;
+pub mod table;
 
 pub use registry::{DecodeError, Decoded, Registry, Resource, Scope, Subresource};
 pub use selectors::{FieldSelector, LabelSelector, SelectorError};
+pub use table::IncludeObject;
