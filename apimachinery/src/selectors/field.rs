@@ -85,11 +85,14 @@ fn unescape(s: &str) -> Result<String, SelectorError> {
     Ok(out)
 }
 
-/// Fields selectable on a resource beyond `metadata.name` and `metadata.namespace`, and whether
-/// the resource has its own field label conversion (which changes the wording of the error).
+/// The fields of a resource with its own field label conversion (`None`: only `metadata.name`
+/// and `metadata.namespace`, with the default conversion's error wording).
 fn resource_fields(res: &Resource) -> Option<&'static [&'static str]> {
+    const META: [&str; 2] = ["metadata.name", "metadata.namespace"];
     Some(match (res.group, res.kind) {
         ("", "Pod") => &[
+            META[0],
+            META[1],
             "spec.nodeName",
             "spec.host",
             "spec.restartPolicy",
@@ -98,9 +101,12 @@ fn resource_fields(res: &Resource) -> Option<&'static [&'static str]> {
             "spec.hostNetwork",
             "status.phase",
             "status.podIP",
+            "status.podIPs",
             "status.nominatedNodeName",
         ],
         ("", "Event") => &[
+            META[0],
+            META[1],
             "involvedObject.kind",
             "involvedObject.namespace",
             "involvedObject.name",
@@ -114,6 +120,8 @@ fn resource_fields(res: &Resource) -> Option<&'static [&'static str]> {
             "type",
         ],
         ("events.k8s.io", "Event") => &[
+            META[0],
+            META[1],
             "regarding.kind",
             "regarding.namespace",
             "regarding.name",
@@ -125,12 +133,15 @@ fn resource_fields(res: &Resource) -> Option<&'static [&'static str]> {
             "reportingController",
             "type",
         ],
-        ("", "Secret") => &["type"],
-        ("", "Service") => &["spec.clusterIP", "spec.type"],
-        ("", "Node") => &["spec.unschedulable"],
-        ("", "Namespace") => &["status.phase"],
-        ("", "ReplicationController") | ("apps", "ReplicaSet") => &["status.replicas"],
-        ("batch", "Job") => &["status.successful"],
+        ("", "Secret") => &[META[0], META[1], "type"],
+        ("", "Service") => &[META[0], META[1], "spec.clusterIP", "spec.type"],
+        // Cluster-scoped kinds whose conversions do not accept metadata.namespace.
+        ("", "Node") => &[META[0], "spec.unschedulable"],
+        ("", "Namespace") => &[META[0], "status.phase"],
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => {
+            &[META[0], META[1], "status.replicas"]
+        }
+        ("batch", "Job") => &[META[0], META[1], "status.successful"],
         _ => return None,
     })
 }
@@ -212,12 +223,10 @@ impl FieldSelector {
         let extra = resource_fields(res);
         for term in &self.terms {
             let f = term.field.as_str();
-            if f == "metadata.name" || f == "metadata.namespace" {
-                continue;
-            }
             match extra {
                 Some(fields) if fields.contains(&f) => {}
                 Some(_) => return Err(SelectorError::FieldNotSupported(term.field.clone())),
+                None if f == "metadata.name" || f == "metadata.namespace" => {}
                 None => return Err(SelectorError::FieldNotKnown(term.field.clone())),
             }
         }
