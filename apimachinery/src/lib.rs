@@ -9,5 +9,9 @@
 //! * [`openapi`]: the OpenAPI v2 and v3 documents generated from the types.
 
 pub mod registry;
+pub mod selectors;
+pub mod table;
 
 pub use registry::{DecodeError, Decoded, Registry, Resource, Scope, Subresource};
+pub use selectors::{FieldSelector, LabelSelector, SelectorError};
+pub use table::IncludeObject;
