@@ -8,9 +8,14 @@
 //! * [`table`]: the `meta.k8s.io/v1` Table columns kubectl prints for each kind.
 //! * [`openapi`]: the OpenAPI v2 and v3 documents generated from the types.
 
+pub mod defaults;
+pub mod openapi;
+pub mod patch;
 pub mod registry;
+pub mod schema;
 pub mod selectors;
 pub mod table;
+pub mod validation;
 
 pub use registry::{DecodeError, Decoded, Registry, Resource, Scope, Subresource};
 pub use selectors::{FieldSelector, LabelSelector, SelectorError};

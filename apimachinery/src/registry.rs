@@ -31,8 +31,6 @@ pub enum Subresource {
     Binding,
     /// `finalize`: a namespace's `spec.finalizers` may change.
     Finalize,
-    /// `log`: container logs, served by the node agent.
-    Log,
 }
 
 impl Subresource {
@@ -42,7 +40,6 @@ impl Subresource {
             Self::Scale => "scale",
             Self::Binding => "binding",
             Self::Finalize => "finalize",
-            Self::Log => "log",
         }
     }
 
@@ -52,7 +49,6 @@ impl Subresource {
             Self::Status | Self::Scale => &["get", "patch", "update"],
             Self::Binding => &["create"],
             Self::Finalize => &["update"],
-            Self::Log => &["get"],
         }
     }
 
@@ -62,7 +58,6 @@ impl Subresource {
             Self::Status | Self::Finalize => (parent.group, parent.version, parent.kind),
             Self::Scale => ("autoscaling", "v1", "Scale"),
             Self::Binding => ("", "v1", "Binding"),
-            Self::Log => ("", "v1", "Pod"),
         }
     }
 }
@@ -322,7 +317,7 @@ fn leak_lowercase(s: &'static str) -> &'static str {
 
 fn builtin_resources() -> Vec<Resource> {
     use Scope::{Cluster, Namespaced};
-    use Subresource::{Binding, Finalize, Log, Scale, Status};
+    use Subresource::{Binding, Finalize, Scale, Status};
     const ALL: &[&str] = &["all"];
     const NONE: &[&str] = &[];
     let mut events_v1 = def::<events::v1::Event>(Def {
@@ -356,7 +351,7 @@ fn builtin_resources() -> Vec<Resource> {
             scope: Namespaced,
             short_names: &["po"],
             categories: ALL,
-            subresources: &[Status, Binding, Log],
+            subresources: &[Status, Binding],
         }),
         def::<core::v1::Node>(Def {
             group: "",

@@ -1,0 +1,181 @@
+//! Objects in the store: key layout, encoding, and `resourceVersion` from MVCC revisions.
+//!
+//! Keys are `/{storage}/{namespace}/{name}` for namespaced kinds and `/{storage}/{name}` for
+//! cluster-scoped ones. The stored JSON never carries `metadata.resourceVersion`: it is set on
+//! the way out from the key's mod revision, as kube-apiserver does over etcd.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use skiff_apimachinery::Resource;
+use skiff_store::{KeyValue, Store, StoreError};
+
+use crate::status::ApiError;
+
+pub fn key(res: &Resource, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if res.namespaced() => format!("/{}/{ns}/{name}", res.storage),
+        _ => format!("/{}/{name}", res.storage),
+    }
+}
+
+/// The prefix holding one namespace's objects of a kind, or all of them.
+pub fn prefix(res: &Resource, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if res.namespaced() => format!("/{}/{ns}/", res.storage),
+        _ => format!("/{}/", res.storage),
+    }
+}
+
+/// Decode a stored value, setting `metadata.resourceVersion`.
+pub fn from_kv(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    set_resource_version(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+pub fn set_resource_version(obj: &mut Value, rev: u64) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+}
+
+fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("failed to encode object: {e}")))
+}
+
+/// Parse a `resourceVersion` string.
+pub fn parse_rv(rv: &str) -> Result<u64, ApiError> {
+    rv.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid resource version {rv:?}: not a number"))
+    })
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+/// Typed access to the objects of the store.
+#[derive(Clone)]
+pub struct Objects {
+    store: Arc<dyn Store>,
+}
+
+impl Objects {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub async fn get(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        match self.store.get(&key(res, ns, name)).await? {
+            Some(kv) => from_kv(&kv).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn must_get(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.get(res, ns, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(res, name))
+    }
+
+    pub async fn create(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+    ) -> Result<Value, ApiError> {
+        let kv = self
+            .store
+            .create(&key(res, ns, name), encode(obj)?)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists(_) => ApiError::already_exists(res, name),
+                other => other.into(),
+            })?;
+        let mut out = obj.clone();
+        set_resource_version(&mut out, kv.mod_revision);
+        Ok(out)
+    }
+
+    /// Compare-and-swap update against the revision the caller read.
+    pub async fn update(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+        expected: u64,
+    ) -> Result<Value, ApiError> {
+        let kv = self
+            .store
+            .update(&key(res, ns, name), encode(obj)?, Some(expected))
+            .await
+            .map_err(|e| map_cas(e, res, name))?;
+        let mut out = obj.clone();
+        set_resource_version(&mut out, kv.mod_revision);
+        Ok(out)
+    }
+
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<Value, ApiError> {
+        let kv = self
+            .store
+            .delete(&key(res, ns, name), expected)
+            .await
+            .map_err(|e| map_cas(e, res, name))?;
+        from_kv(&kv)
+    }
+
+    /// One page of objects after `start_after` (a full key), and the store's page metadata.
+    pub async fn list(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Value>, skiff_store::ListPage), ApiError> {
+        let page = self
+            .store
+            .list(&prefix(res, ns), start_after, limit)
+            .await?;
+        let items = page.items.iter().map(from_kv).collect::<Result<_, _>>()?;
+        Ok((items, page))
+    }
+}
+
+fn map_cas(e: StoreError, res: &Resource, name: &str) -> ApiError {
+    match e {
+        StoreError::Conflict { .. } => ApiError::modified(res, name),
+        StoreError::NotFound(_) => ApiError::not_found(res, name),
+        other => other.into(),
+    }
+}
