@@ -304,3 +304,21 @@ mod explain {
         assert!(seen >= Registry::builtin().all().len(), "{seen}");
     }
 }
+
+/// Writes every document under `$SKIFF_OPENAPI_DUMP` for manual checks with real clients.
+#[test]
+#[ignore]
+fn dump_documents() {
+    let Ok(dir) = std::env::var("SKIFF_OPENAPI_DUMP") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir);
+    std::fs::create_dir_all(dir.join("v3")).unwrap();
+    std::fs::write(dir.join("v2.json"), v2_json()).unwrap();
+    std::fs::write(dir.join("v3.json"), v3_index()).unwrap();
+    let index: Value = serde_json::from_slice(v3_index()).unwrap();
+    for path in index["paths"].as_object().unwrap().keys() {
+        let file = dir.join("v3").join(path.replace('/', "__"));
+        std::fs::write(file, v3_doc(path).unwrap().0).unwrap();
+    }
+}
