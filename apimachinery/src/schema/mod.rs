@@ -4,7 +4,7 @@
 //! name (`io.k8s.api.apps.v1.Deployment`) and linked by `#/definitions/<name>` references.
 //! On top of them this module adds what the Rust types cannot carry and clients rely on:
 //! the group/version/kind of each top-level type, the strategic-merge-patch and list/map
-//! semantics of Kubernetes' Go struct tags (see [`tags`]), the `<Kind>List` types, and the
+//! semantics of Kubernetes' Go struct tags (a table in `tags.rs`), the `<Kind>List` types, and the
 //! real server's shapes for `IntOrString` and `Quantity`.
 //!
 //! The result is plain JSON Schema (`type`, `properties`, `items`, `additionalProperties`,
