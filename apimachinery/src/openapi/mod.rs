@@ -121,7 +121,7 @@ pub fn v3_index() -> &'static [u8] {
     &V3_DOCS.index
 }
 
-/// GET /openapi/v3/<path> (`api/v1`, `apis/apps/v1`, `apis/apps`, `api`, `apis`): the
+/// `GET /openapi/v3/<path>` (`api/v1`, `apis/apps/v1`, `apis/apps`, `api`, `apis`): the
 /// OpenAPI 3.0 document and the hash the index cites for it; `None` for unknown paths.
 /// A leading `/` is ignored.
 pub fn v3_doc(path: &str) -> Option<(&'static [u8], &'static str)> {
