@@ -25,6 +25,14 @@ fn example_files_parse_and_validate() {
 }
 
 #[test]
+fn debug_output_never_shows_secrets() {
+    let cp = format!("{:?}", MachineConfig::from_yaml(CONTROLPLANE).unwrap());
+    assert!(cp.contains("cp-1") && !cp.contains("PRIVATE KEY"), "{cp}");
+    let worker = format!("{:?}", MachineConfig::from_yaml(WORKER).unwrap());
+    assert!(!worker.contains("0123456789abcdef"), "{worker}");
+}
+
+#[test]
 fn the_documented_example_parses() {
     let doc = include_str!("../../docs/machine-config.md");
     let start = doc.find("```yaml\n").expect("the doc has a yaml example") + "```yaml\n".len();
