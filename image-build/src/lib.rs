@@ -1,0 +1,12 @@
+//! Building blocks of skiff's boot artifact: the `newc` cpio writer for the initramfs, the
+//! kernel-module resolver that picks which modules go in and in what order PID 1 loads them,
+//! and the signed `manifest.json` that lists every artifact file with its SHA-256.
+
+pub mod cpio;
+mod elf;
+pub mod manifest;
+pub mod modules;
+
+pub use cpio::{Archive, CpioError, Meta, Node};
+pub use manifest::{Manifest, ManifestEntry, ManifestError};
+pub use modules::{LoadPlan, ModuleFile, ModuleTree, ModulesError};
