@@ -9,7 +9,6 @@ mod auth;
 mod discovery;
 mod handlers;
 mod kinds;
-mod lifecycle;
 mod negotiate;
 mod objects;
 mod request;
