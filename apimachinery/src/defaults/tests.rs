@@ -370,3 +370,44 @@ fn labels_from_template_only_for_jobs() {
     default_labels_from_template(res("batch", "jobs"), &mut j);
     assert_eq!(j["metadata"]["labels"], json!({"app": "x"}));
 }
+
+#[test]
+fn defaulted_minimal_objects_validate() {
+    let meta = json!({"name": "web", "namespace": "default"});
+    let cases = [
+        (
+            "",
+            "pods",
+            json!({"metadata": meta, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}),
+        ),
+        (
+            "",
+            "services",
+            json!({"metadata": meta, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        ),
+        (
+            "apps",
+            "deployments",
+            json!({"metadata": meta, "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+        ),
+        (
+            "apps",
+            "daemonsets",
+            json!({"metadata": meta, "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+        ),
+        ("", "namespaces", json!({"metadata": {"name": "team-a"}})),
+    ];
+    for (group, plural, obj) in cases {
+        let r = res(group, plural);
+        let mut obj = obj;
+        apply(r, &mut obj);
+        let errs = crate::validation::validate_create(r, &obj);
+        assert!(errs.is_empty(), "{plural}: {errs:?}");
+    }
+}
