@@ -53,7 +53,7 @@ impl Subresource {
     }
 
     /// (group, version, kind) of the object this subresource takes and returns.
-    pub fn kind<'a>(self, parent: &'a Resource) -> (&'a str, &'a str, &'a str) {
+    pub fn kind(self, parent: &Resource) -> (&str, &str, &str) {
         match self {
             Self::Status | Self::Finalize => (parent.group, parent.version, parent.kind),
             Self::Scale => ("autoscaling", "v1", "Scale"),
