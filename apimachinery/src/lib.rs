@@ -8,6 +8,7 @@
 //! * [`table`]: the `meta.k8s.io/v1` Table columns kubectl prints for each kind.
 //! * [`openapi`]: the OpenAPI v2 and v3 documents generated from the types.
 
+pub mod patch;
 pub mod registry;
 
 pub use registry::{DecodeError, Decoded, Registry, Resource, Scope, Subresource};

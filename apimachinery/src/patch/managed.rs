@@ -1,0 +1,503 @@
+//! Field ownership in `metadata.managedFields`: server-side apply ([`apply`]) and the record
+//! every other write leaves ([`track_update`]).
+//!
+//! Each entry names a manager, an operation (`Apply` or `Update`), an optional subresource and
+//! the set of fields it owns (FieldsV1). Applying merges the configuration into the live
+//! object, makes the manager own exactly what it applied, removes what it applied before and
+//! nobody owns any more, and refuses to change fields other managers own unless forced.
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use super::fieldset::{FieldSet, display_path};
+use super::meta::PatchMeta;
+use super::typed;
+
+/// Why an apply was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The applied configuration is not usable (HTTP 400).
+    #[error("{0}")]
+    Malformed(String),
+    /// Fields owned by other managers would change (HTTP 409); the message is Kubernetes'.
+    #[error("{}", conflicts_message(.0))]
+    Conflicts(Vec<Conflict>),
+}
+
+/// One field another manager owns and the apply would change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    pub api_version: String,
+    pub subresource: Option<String>,
+    /// The field as Kubernetes prints it: `.spec.replicas`,
+    /// `.spec.template.spec.containers[name="nginx"].image`.
+    pub field: String,
+}
+
+impl Conflict {
+    /// `"kubectl-client-side-apply" using apps/v1`, as conflict messages name a manager.
+    pub fn manager_description(&self) -> String {
+        let mut out = format!("{:?}", self.manager);
+        if let Some(sub) = &self.subresource {
+            out.push_str(&format!(" with subresource {sub:?}"));
+        }
+        if self.operation == "Update" {
+            out.push_str(&format!(" using {}", self.api_version));
+        }
+        out
+    }
+
+    /// The message of this conflict's `StatusCause` (type `FieldManagerConflict`).
+    pub fn message(&self) -> String {
+        format!("conflict with {}", self.manager_description())
+    }
+}
+
+fn conflicts_message(conflicts: &[Conflict]) -> String {
+    if let [c] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager_description(),
+            c.field
+        );
+    }
+    let mut managers: Vec<String> = conflicts
+        .iter()
+        .map(Conflict::manager_description)
+        .collect();
+    managers.sort();
+    managers.dedup();
+    let mut lines = Vec::new();
+    for m in managers {
+        lines.push(format!("conflicts with {m}:"));
+        for c in conflicts.iter().filter(|c| c.manager_description() == m) {
+            lines.push(format!("- {}", c.field));
+        }
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Operation {
+    Apply,
+    Update,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Apply => "Apply",
+            Self::Update => "Update",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    manager: String,
+    operation: Operation,
+    subresource: Option<String>,
+    api_version: String,
+    time: Option<String>,
+    set: FieldSet,
+}
+
+impl Entry {
+    fn is(&self, manager: &str, operation: Operation, subresource: Option<&str>) -> bool {
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource.as_deref() == subresource
+    }
+
+    fn seconds(&self) -> i64 {
+        self.time
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map_or(0, Timestamp::as_second)
+    }
+
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("apiVersion".into(), Value::String(self.api_version.clone()));
+        m.insert("fieldsType".into(), Value::String("FieldsV1".into()));
+        m.insert("fieldsV1".into(), self.set.to_fields_v1());
+        m.insert("manager".into(), Value::String(self.manager.clone()));
+        m.insert(
+            "operation".into(),
+            Value::String(self.operation.name().into()),
+        );
+        if let Some(sub) = &self.subresource {
+            m.insert("subresource".into(), Value::String(sub.clone()));
+        }
+        if let Some(t) = &self.time {
+            m.insert("time".into(), Value::String(t.clone()));
+        }
+        Value::Object(m)
+    }
+
+    fn from_json(v: &Value) -> Option<Entry> {
+        let operation = match v.get("operation")?.as_str()? {
+            "Apply" => Operation::Apply,
+            "Update" => Operation::Update,
+            _ => return None,
+        };
+        let set = match v.get("fieldsV1") {
+            Some(f) => FieldSet::from_fields_v1(f)?,
+            None => FieldSet::new(),
+        };
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(Entry {
+            manager: text("manager").unwrap_or_default(),
+            operation,
+            subresource: text("subresource").filter(|s| !s.is_empty()),
+            api_version: text("apiVersion").unwrap_or_default(),
+            time: text("time"),
+            set,
+        })
+    }
+}
+
+/// Paths no manager ever owns: identity and server-managed metadata.
+fn stripped_paths() -> FieldSet {
+    FieldSet::from_paths([
+        &["f:apiVersion"][..],
+        &["f:kind"],
+        &["f:metadata"],
+        &["f:metadata", "f:name"],
+        &["f:metadata", "f:namespace"],
+        &["f:metadata", "f:creationTimestamp"],
+        &["f:metadata", "f:selfLink"],
+        &["f:metadata", "f:uid"],
+        &["f:metadata", "f:clusterName"],
+        &["f:metadata", "f:generation"],
+        &["f:metadata", "f:managedFields"],
+        &["f:metadata", "f:resourceVersion"],
+    ])
+}
+
+/// Metadata fields of an applied configuration that never take part in the merge.
+const IGNORED_METADATA: &[&str] = &[
+    "managedFields",
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "selfLink",
+];
+
+fn decode(obj: &Value) -> Vec<Entry> {
+    obj.get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+        .map(|entries| entries.iter().filter_map(Entry::from_json).collect())
+        .unwrap_or_default()
+}
+
+/// Write `entries` (dropping empty ones) into `obj`, sorted as Kubernetes sorts them.
+fn encode(obj: &mut Map<String, Value>, mut entries: Vec<Entry>) {
+    entries.retain(|e| !e.set.is_empty());
+    entries.sort_by(|p, q| {
+        p.operation
+            .cmp(&q.operation)
+            .then(p.seconds().cmp(&q.seconds()))
+            .then_with(|| p.manager.cmp(&q.manager))
+            .then_with(|| p.api_version.cmp(&q.api_version))
+            .then_with(|| p.subresource.cmp(&q.subresource))
+    });
+    let metadata = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(metadata) = metadata else {
+        return;
+    };
+    if entries.is_empty() {
+        metadata.remove("managedFields");
+    } else {
+        let list = entries.iter().map(Entry::to_json).collect();
+        metadata.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+/// A copy of `obj` without `metadata.managedFields`.
+fn without_managed_fields(obj: &Map<String, Value>) -> Map<String, Value> {
+    let mut copy = obj.clone();
+    if let Some(Value::Object(md)) = copy.get_mut("metadata") {
+        md.remove("managedFields");
+    }
+    copy
+}
+
+fn api_version_of(obj: &Map<String, Value>) -> String {
+    obj.get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn format_time(now: Timestamp) -> String {
+    now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Parse an `application/apply-patch+yaml` body (YAML or JSON) into an object.
+pub fn decode_apply_patch(body: &[u8]) -> Result<Value, ApplyError> {
+    let value: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApplyError::Malformed(format!("error decoding YAML: {e}")))?;
+    if !value.is_object() {
+        return Err(ApplyError::Malformed(
+            "the applied configuration must be an object".to_string(),
+        ));
+    }
+    Ok(value)
+}
+
+/// The configuration as it takes part in the apply: server-managed metadata dropped, and only
+/// the part the endpoint may change (`status` is reset on the main resource, only `status`
+/// counts on `/status`).
+fn prepare_config(applied: &Map<String, Value>, subresource: Option<&str>) -> Map<String, Value> {
+    let mut config = applied.clone();
+    if let Some(Value::Object(md)) = config.get_mut("metadata") {
+        for f in IGNORED_METADATA {
+            md.remove(*f);
+        }
+    }
+    match subresource {
+        None => {
+            config.remove("status");
+        }
+        Some("status") => {
+            config
+                .retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
+            if let Some(Value::Object(md)) = config.get_mut("metadata") {
+                md.retain(|k, _| k == "name" || k == "namespace");
+            }
+        }
+        Some(_) => {}
+    }
+    config
+}
+
+/// Server-side apply of `applied` by `manager` onto `live` (`None` when creating).
+///
+/// Returns the new object with `metadata.managedFields` updated. `subresource` is `None` for
+/// the main resource (then `status` in the configuration is ignored) or e.g. `Some("status")`
+/// (then only `status` counts). Preconditions (`metadata.resourceVersion`), defaulting and
+/// validation of the result are the caller's.
+pub fn apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    subresource: Option<&str>,
+    meta: &dyn PatchMeta,
+    now: Timestamp,
+) -> Result<Value, ApplyError> {
+    let Value::Object(applied) = applied else {
+        return Err(ApplyError::Malformed(
+            "the applied configuration must be an object".to_string(),
+        ));
+    };
+    if applied
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .is_some_and(|f| !f.is_null())
+    {
+        return Err(ApplyError::Malformed(
+            "metadata.managedFields must be nil".to_string(),
+        ));
+    }
+    if manager.is_empty() {
+        return Err(ApplyError::Malformed(
+            "PATCH requests with apply content type require fieldManager to be set".to_string(),
+        ));
+    }
+    let live_obj = match live {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => {
+            return Err(ApplyError::Malformed(
+                "the live object is not an object".to_string(),
+            ));
+        }
+    };
+    let config = prepare_config(applied, subresource);
+    let strip = stripped_paths();
+    let now_text = format_time(now);
+
+    let live_plain = live_obj.map(without_managed_fields);
+    let mut entries = live.map(decode).unwrap_or_default();
+    if let Some(live_plain) = &live_plain
+        && entries.is_empty()
+    {
+        // The object predates field tracking: everything in it belongs to one manager.
+        let set = typed::compare(None, live_plain, meta)
+            .changed()
+            .difference(&strip);
+        entries.push(Entry {
+            manager: "before-first-apply".to_string(),
+            operation: Operation::Update,
+            subresource: None,
+            api_version: api_version_of(live_plain),
+            time: Some(now_text.clone()),
+            set,
+        });
+    }
+
+    let new_set = typed::field_set(&config, meta)
+        .map_err(ApplyError::Malformed)?
+        .difference(&strip);
+    let mut merged = typed::merge(live_plain.clone().unwrap_or_default(), &config, meta)
+        .map_err(ApplyError::Malformed)?;
+
+    let me = match entries
+        .iter()
+        .position(|e| e.is(manager, Operation::Apply, subresource))
+    {
+        Some(i) => i,
+        None => {
+            entries.push(Entry {
+                manager: manager.to_string(),
+                operation: Operation::Apply,
+                subresource: subresource.map(str::to_string),
+                api_version: String::new(),
+                time: None,
+                set: FieldSet::new(),
+            });
+            entries.len() - 1
+        }
+    };
+    let last_set = std::mem::replace(&mut entries[me].set, new_set);
+    let api_version = match api_version_of(&config) {
+        v if v.is_empty() => live_plain.as_ref().map(api_version_of).unwrap_or_default(),
+        v => v,
+    };
+    entries[me].api_version = api_version;
+
+    // Fields applied last time and not now go away, unless someone still owns them.
+    if !last_set.is_empty() {
+        let owned = entries
+            .iter()
+            .fold(FieldSet::new(), |acc, e| acc.union(&e.set));
+        for path in last_set.difference(&owned).members() {
+            if !owned.has_member_below(&path) {
+                typed::remove_path(&mut merged, &path, meta);
+            }
+        }
+    }
+
+    let comparison = typed::compare(live_plain.as_ref(), &merged, meta);
+    let changed = comparison.changed();
+    let mut conflicts = Vec::new();
+    let mut taken: Vec<(usize, FieldSet)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if i == me {
+            continue;
+        }
+        let overlap = e.set.intersection(&changed);
+        if overlap.is_empty() {
+            continue;
+        }
+        for path in overlap.members() {
+            conflicts.push(Conflict {
+                manager: e.manager.clone(),
+                operation: e.operation.name().to_string(),
+                api_version: e.api_version.clone(),
+                subresource: e.subresource.clone(),
+                field: display_path(&path),
+            });
+        }
+        taken.push((i, overlap));
+    }
+    if !force && !conflicts.is_empty() {
+        conflicts.sort_by_key(Conflict::manager_description);
+        return Err(ApplyError::Conflicts(conflicts));
+    }
+    for (i, overlap) in taken {
+        entries[i].set = entries[i].set.difference(&overlap);
+    }
+    if !comparison.removed.is_empty() {
+        for (i, e) in entries.iter_mut().enumerate() {
+            if i != me {
+                e.set = e.set.difference(&comparison.removed);
+            }
+        }
+    }
+
+    let object_changed = live_plain.as_ref() != Some(&merged);
+    if object_changed || entries[me].time.is_none() {
+        entries[me].time = Some(now_text);
+    }
+    encode(&mut merged, entries);
+    Ok(Value::Object(merged))
+}
+
+/// Record, after a create/update/patch by `manager` (not an apply), which fields it changed:
+/// an `Update` entry in `new`'s `metadata.managedFields` takes the fields that differ between
+/// `old` (`None` for a create) and `new`, and other managers lose them.
+///
+/// Call it with the object as it will be stored (after defaulting). Managed fields the
+/// request itself carries replace the old ones (that is how clients edit them), except on a
+/// subresource. An existing object that has no managed fields stays untracked, as in
+/// Kubernetes.
+pub fn track_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    meta: &dyn PatchMeta,
+    now: Timestamp,
+) {
+    let Value::Object(new_obj) = new else {
+        return;
+    };
+    let mut entries = if subresource.is_none() {
+        decode(&Value::Object(new_obj.clone()))
+    } else {
+        Vec::new()
+    };
+    if entries.is_empty() {
+        entries = old.map(decode).unwrap_or_default();
+    }
+    let old_plain = old.and_then(Value::as_object).map(without_managed_fields);
+    if old_plain.is_some() && entries.is_empty() {
+        encode(new_obj, Vec::new());
+        return;
+    }
+
+    let new_plain = without_managed_fields(new_obj);
+    let comparison = typed::compare(old_plain.as_ref(), &new_plain, meta);
+    let changed = comparison.changed();
+    for e in &mut entries {
+        e.set = e.set.difference(&changed).difference(&comparison.removed);
+    }
+    let mine = changed.difference(&stripped_paths());
+    if !mine.is_empty() {
+        let api_version = api_version_of(&new_plain);
+        let time = Some(format_time(now));
+        match entries
+            .iter_mut()
+            .find(|e| e.is(manager, Operation::Update, subresource))
+        {
+            Some(e) => {
+                e.set.union_with(&mine);
+                e.api_version = api_version;
+                e.time = time;
+            }
+            None => entries.push(Entry {
+                manager: manager.to_string(),
+                operation: Operation::Update,
+                subresource: subresource.map(str::to_string),
+                api_version,
+                time,
+                set: mine,
+            }),
+        }
+    }
+    encode(new_obj, entries);
+}
