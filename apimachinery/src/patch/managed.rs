@@ -501,3 +501,442 @@ pub fn track_update(
     }
     encode(new_obj, entries);
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::testdefs::{deployment, service};
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_714_557_600 + second).unwrap()
+    }
+
+    fn config() -> Value {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{
+                        "name": "nginx",
+                        "image": "nginx:1.25",
+                        "ports": [{"containerPort": 80}]
+                    }]}
+                }
+            }
+        })
+    }
+
+    fn managed(obj: &Value) -> &Vec<Value> {
+        obj["metadata"]["managedFields"].as_array().unwrap()
+    }
+
+    fn entry<'v>(obj: &'v Value, manager: &str) -> Option<&'v Value> {
+        managed(obj).iter().find(|e| e["manager"] == manager)
+    }
+
+    fn without_managed(obj: &Value) -> Value {
+        let mut copy = obj.clone();
+        if let Some(md) = copy["metadata"].as_object_mut() {
+            md.remove("managedFields");
+        }
+        copy
+    }
+
+    fn kubectl_apply(
+        live: Option<&Value>,
+        cfg: &Value,
+        force: bool,
+        t: i64,
+    ) -> Result<Value, ApplyError> {
+        apply(live, cfg, "kubectl", force, None, &deployment(), at(t))
+    }
+
+    /// `old` changed by `f`, recorded for `manager` as a non-apply write.
+    fn update(old: &Value, manager: &str, t: i64, f: impl FnOnce(&mut Value)) -> Value {
+        let mut new = old.clone();
+        f(&mut new);
+        track_update(Some(old), &mut new, manager, None, &deployment(), at(t));
+        new
+    }
+
+    #[test]
+    fn first_apply_creates_and_records_the_applied_fields() {
+        let out = kubectl_apply(None, &config(), false, 0).unwrap();
+        assert_eq!(without_managed(&out), config());
+        assert_eq!(
+            managed(&out),
+            &vec![json!({
+                "apiVersion": "apps/v1",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {
+                    "f:metadata": {"f:labels": {"f:app": {}}},
+                    "f:spec": {
+                        "f:replicas": {},
+                        "f:selector": {},
+                        "f:template": {
+                            "f:metadata": {"f:labels": {"f:app": {}}},
+                            "f:spec": {"f:containers": {"k:{\"name\":\"nginx\"}": {
+                                ".": {},
+                                "f:image": {},
+                                "f:name": {},
+                                "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {
+                                    ".": {},
+                                    "f:containerPort": {}
+                                }}
+                            }}}
+                        }
+                    }
+                },
+                "manager": "kubectl",
+                "operation": "Apply",
+                "time": "2024-05-01T10:00:00Z"
+            })]
+        );
+    }
+
+    #[test]
+    fn reapplying_without_a_field_removes_it_unless_someone_else_owns_it() {
+        let first = kubectl_apply(None, &config(), false, 0).unwrap();
+        let labelled = update(&first, "kubectl-label", 5, |o| {
+            o["metadata"]["labels"]["tier"] = json!("front");
+        });
+        let mut cfg = config();
+        cfg["spec"].as_object_mut().unwrap().remove("replicas");
+        cfg["spec"]["template"]["spec"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("ports");
+        let out = kubectl_apply(Some(&labelled), &cfg, false, 10).unwrap();
+        assert!(out["spec"].get("replicas").is_none());
+        let nginx = &out["spec"]["template"]["spec"]["containers"][0];
+        assert!(nginx.get("ports").is_none(), "{nginx}");
+        assert_eq!(nginx["image"], "nginx:1.25");
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({"app": "web", "tier": "front"})
+        );
+        let mine = &entry(&out, "kubectl").unwrap()["fieldsV1"];
+        assert!(mine["f:spec"].get("f:replicas").is_none());
+        assert_eq!(mine["f:metadata"], json!({"f:labels": {"f:app": {}}}));
+        assert_eq!(
+            entry(&out, "kubectl-label").unwrap()["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+        );
+        // Entries sort by operation first.
+        assert_eq!(managed(&out)[0]["operation"], "Apply");
+        assert_eq!(managed(&out)[1]["operation"], "Update");
+    }
+
+    #[test]
+    fn a_field_applied_by_two_managers_survives_one_of_them_dropping_it() {
+        let first = kubectl_apply(None, &config(), false, 0).unwrap();
+        let other_cfg = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2}
+        });
+        let shared = apply(
+            Some(&first),
+            &other_cfg,
+            "other",
+            false,
+            None,
+            &deployment(),
+            at(1),
+        )
+        .expect("same value: no conflict");
+        let mut cfg = config();
+        cfg["spec"].as_object_mut().unwrap().remove("replicas");
+        let out = kubectl_apply(Some(&shared), &cfg, false, 2).unwrap();
+        assert_eq!(out["spec"]["replicas"], 2);
+        assert_eq!(
+            entry(&out, "other").unwrap()["fieldsV1"],
+            json!({"f:spec": {"f:replicas": {}}})
+        );
+    }
+
+    #[test]
+    fn conflicting_apply_names_the_owner_and_force_takes_the_field() {
+        let first = kubectl_apply(None, &config(), false, 0).unwrap();
+        let scaled = update(&first, "kube-scaler", 5, |o| {
+            o["spec"]["replicas"] = json!(5)
+        });
+        // The scaler took the field from the applier.
+        assert!(
+            entry(&scaled, "kubectl").unwrap()["fieldsV1"]["f:spec"]
+                .get("f:replicas")
+                .is_none()
+        );
+
+        let err = kubectl_apply(Some(&scaled), &config(), false, 10).unwrap_err();
+        let ApplyError::Conflicts(conflicts) = &err else {
+            panic!("expected conflicts, got {err:?}");
+        };
+        assert_eq!(
+            conflicts,
+            &vec![Conflict {
+                manager: "kube-scaler".into(),
+                operation: "Update".into(),
+                api_version: "apps/v1".into(),
+                subresource: None,
+                field: ".spec.replicas".into(),
+            }]
+        );
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"kube-scaler\" using apps/v1: .spec.replicas"
+        );
+        assert_eq!(
+            conflicts[0].message(),
+            "conflict with \"kube-scaler\" using apps/v1"
+        );
+
+        let forced = kubectl_apply(Some(&scaled), &config(), true, 10).unwrap();
+        assert_eq!(forced["spec"]["replicas"], 2);
+        assert!(
+            entry(&forced, "kube-scaler").is_none(),
+            "it owned nothing else"
+        );
+        assert_eq!(
+            entry(&forced, "kubectl").unwrap()["fieldsV1"]["f:spec"]["f:replicas"],
+            json!({})
+        );
+    }
+
+    #[test]
+    fn conflicts_with_several_fields_are_listed_per_manager() {
+        let first = kubectl_apply(None, &config(), false, 0).unwrap();
+        let other_cfg = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "api"}},
+            "spec": {"replicas": 3}
+        });
+        let err = apply(
+            Some(&first),
+            &other_cfg,
+            "other",
+            false,
+            None,
+            &deployment(),
+            at(1),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 2 conflicts: conflicts with \"kubectl\":\n- .metadata.labels.app\n- .spec.replicas"
+        );
+    }
+
+    #[test]
+    fn track_update_records_only_changed_fields() {
+        let mut created = config();
+        created["spec"]["template"]["spec"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("ports");
+        track_update(
+            None,
+            &mut created,
+            "kubectl-create",
+            None,
+            &deployment(),
+            at(0),
+        );
+        assert_eq!(
+            managed(&created),
+            &vec![json!({
+                "apiVersion": "apps/v1",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {
+                    "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                    "f:spec": {
+                        "f:replicas": {},
+                        "f:selector": {},
+                        "f:template": {
+                            "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                            "f:spec": {"f:containers": {"k:{\"name\":\"nginx\"}": {
+                                ".": {},
+                                "f:image": {},
+                                "f:name": {}
+                            }}}
+                        }
+                    }
+                },
+                "manager": "kubectl-create",
+                "operation": "Update",
+                "time": "2024-05-01T10:00:00Z"
+            })]
+        );
+
+        let edited = update(&created, "kubectl-set", 60, |o| {
+            o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
+        });
+        assert_eq!(
+            entry(&edited, "kubectl-set").unwrap()["fieldsV1"],
+            json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"nginx\"}": {"f:image": {}}
+            }}}}})
+        );
+        assert_eq!(
+            entry(&edited, "kubectl-set").unwrap()["time"],
+            "2024-05-01T10:01:00Z"
+        );
+        let create_entry = &entry(&edited, "kubectl-create").unwrap()["fieldsV1"];
+        assert_eq!(
+            create_entry["f:spec"]["f:template"]["f:spec"],
+            json!({"f:containers": {"k:{\"name\":\"nginx\"}": {".": {}, "f:name": {}}}})
+        );
+        assert_eq!(
+            entry(&edited, "kubectl-create").unwrap()["time"],
+            "2024-05-01T10:00:00Z"
+        );
+
+        // A write that changes nothing records nothing.
+        let same = update(&edited, "noop", 120, |_| {});
+        assert_eq!(managed(&same), managed(&edited));
+
+        // An object that was never tracked stays untracked.
+        let plain = without_managed(&edited);
+        let untouched = update(&plain, "someone", 130, |o| o["spec"]["replicas"] = json!(9));
+        assert!(untouched["metadata"].get("managedFields").is_none());
+    }
+
+    #[test]
+    fn objects_without_managed_fields_belong_to_before_first_apply() {
+        let live = config();
+        let same = kubectl_apply(Some(&live), &config(), false, 0).unwrap();
+        assert!(entry(&same, "before-first-apply").is_some());
+        assert!(entry(&same, "kubectl").is_some());
+
+        let mut changed = config();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
+        let err = kubectl_apply(Some(&live), &changed, false, 0).unwrap_err();
+        let ApplyError::Conflicts(conflicts) = err else {
+            panic!("expected conflicts");
+        };
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].manager, "before-first-apply");
+        assert_eq!(
+            conflicts[0].field,
+            ".spec.template.spec.containers[name=\"nginx\"].image"
+        );
+    }
+
+    #[test]
+    fn sets_keyed_defaults_status_and_noop_time() {
+        // A set: items are `v:` elements, and dropping one removes it.
+        let mut cfg = config();
+        cfg["metadata"]["finalizers"] = json!(["a"]);
+        let first = kubectl_apply(None, &cfg, false, 0).unwrap();
+        assert_eq!(
+            entry(&first, "kubectl").unwrap()["fieldsV1"]["f:metadata"]["f:finalizers"],
+            json!({"v:\"a\"": {}})
+        );
+        cfg["metadata"]["finalizers"] = json!(["b"]);
+        let second = kubectl_apply(Some(&first), &cfg, false, 1).unwrap();
+        assert_eq!(second["metadata"]["finalizers"], json!(["b"]));
+
+        // Re-applying the same configuration changes nothing, not even the time.
+        let again = kubectl_apply(Some(&second), &cfg, false, 99).unwrap();
+        assert_eq!(again, second);
+
+        // Status is not the main resource's to apply.
+        let mut with_status = cfg.clone();
+        with_status["status"] = json!({"replicas": 7});
+        let out = kubectl_apply(Some(&second), &with_status, false, 100).unwrap();
+        assert!(out.get("status").is_none());
+        assert!(
+            entry(&out, "kubectl").unwrap()["fieldsV1"]
+                .get("f:status")
+                .is_none()
+        );
+
+        // A list-map key the item omits takes its schema default.
+        let svc = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80, "targetPort": 8080}]}
+        });
+        let out = apply(None, &svc, "kubectl", false, None, &service(), at(0)).unwrap();
+        assert_eq!(
+            managed(&out)[0]["fieldsV1"]["f:spec"]["f:ports"],
+            json!({"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:targetPort": {}}})
+        );
+    }
+
+    #[test]
+    fn apply_merges_keyed_items_into_live_order() {
+        let first = kubectl_apply(None, &config(), false, 0).unwrap();
+        let with_sidecar = update(&first, "injector", 1, |o| {
+            o["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .unwrap()
+                .insert(0, json!({"name": "proxy", "image": "envoy"}));
+        });
+        let mut cfg = config();
+        cfg["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
+        cfg["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "log", "image": "fluentd"}));
+        let out = kubectl_apply(Some(&with_sidecar), &cfg, false, 2).unwrap();
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["proxy", "nginx", "log"]);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][1]["image"],
+            "nginx:1.26"
+        );
+    }
+
+    #[test]
+    fn malformed_apply_requests() {
+        let mut cfg = config();
+        cfg["metadata"]["managedFields"] = json!([]);
+        assert!(matches!(
+            kubectl_apply(None, &cfg, false, 0),
+            Err(ApplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            kubectl_apply(None, &json!([1]), false, 0),
+            Err(ApplyError::Malformed(_))
+        ));
+        let mut dup = config();
+        dup["spec"]["template"]["spec"]["containers"] =
+            json!([{"name": "a", "image": "x"}, {"name": "a", "image": "y"}]);
+        assert!(matches!(
+            kubectl_apply(None, &dup, false, 0),
+            Err(ApplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            apply(None, &config(), "", false, None, &deployment(), at(0)),
+            Err(ApplyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn decodes_yaml_apply_bodies() {
+        let body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: \"1\"\n";
+        let v = decode_apply_patch(body).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "1"}})
+        );
+        assert!(decode_apply_patch(b"- a\n- b\n").is_err());
+        assert!(decode_apply_patch(b"a: [").is_err());
+    }
+}

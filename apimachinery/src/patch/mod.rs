@@ -115,3 +115,89 @@ fn parse_object(body: &[u8]) -> Result<Value, PatchError> {
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn patch_type_from_content_type() {
+        assert_eq!(
+            PatchType::from_content_type("application/json-patch+json"),
+            Some(PatchType::Json)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/merge-patch+json; charset=utf-8"),
+            Some(PatchType::Merge)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/strategic-merge-patch+json"),
+            Some(PatchType::StrategicMerge)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml"),
+            Some(PatchType::Apply)
+        );
+        assert_eq!(PatchType::from_content_type("application/json"), None);
+        assert_eq!(
+            PatchType::from_content_type(PatchType::Apply.content_type()),
+            Some(PatchType::Apply)
+        );
+    }
+
+    #[test]
+    fn json_patch_operations() {
+        let doc = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"replicas": 1}});
+        let ops = json!([
+            {"op": "test", "path": "/spec/replicas", "value": 1},
+            {"op": "replace", "path": "/spec/replicas", "value": 3},
+            {"op": "add", "path": "/metadata/labels/y", "value": "2"},
+            {"op": "remove", "path": "/metadata/labels/x"}
+        ]);
+        let out = json_patch(&doc, ops.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"name": "a", "labels": {"y": "2"}}, "spec": {"replicas": 3}})
+        );
+
+        let failing = json!([{"op": "test", "path": "/spec/replicas", "value": 2}]);
+        assert!(matches!(
+            json_patch(&doc, failing.to_string().as_bytes()),
+            Err(PatchError::Invalid(_))
+        ));
+        let missing = json!([{"op": "remove", "path": "/spec/paused"}]);
+        assert!(matches!(
+            json_patch(&doc, missing.to_string().as_bytes()),
+            Err(PatchError::Invalid(_))
+        ));
+        assert!(matches!(
+            json_patch(&doc, b"{\"op\":\"add\"}"),
+            Err(PatchError::Malformed(_))
+        ));
+        assert!(matches!(
+            json_patch(&doc, b"[{\"op\":\"frobnicate\",\"path\":\"/a\"}]"),
+            Err(PatchError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn merge_patch_nulls_delete() {
+        let doc = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"x": [1, 2]}});
+        let patch = json!({"metadata": {"labels": {"a": null, "c": "3"}}, "spec": {"x": [3], "y": {"z": null, "w": 1}}});
+        let out = merge_patch(&doc, patch.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"x": [3], "y": {"w": 1}}})
+        );
+        assert!(matches!(
+            merge_patch(&doc, b"[]"),
+            Err(PatchError::Malformed(_))
+        ));
+        assert!(matches!(
+            merge_patch(&doc, b"{,}"),
+            Err(PatchError::Malformed(_))
+        ));
+    }
+}

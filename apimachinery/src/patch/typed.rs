@@ -460,7 +460,8 @@ fn merge_list(
     Ok(out)
 }
 
-/// Remove the value at `path` from `obj`; a path that does not exist is ignored.
+/// Remove the value at `path` from `obj`; a path that does not exist is ignored. A list or a
+/// free-form map left empty goes too, as Kubernetes does not keep empty ones.
 pub(crate) fn remove_path(obj: &mut Map<String, Value>, path: &[String], meta: &dyn PatchMeta) {
     let Some((first, rest)) = path.split_first() else {
         return;
@@ -476,8 +477,11 @@ pub(crate) fn remove_path(obj: &mut Map<String, Value>, path: &[String], meta: &
     let Some(child) = obj.get_mut(name) else {
         return;
     };
-    match child {
-        Value::Object(m) => remove_path(m, rest, elem(fm.as_ref())),
+    let emptied = match child {
+        Value::Object(m) => {
+            remove_path(m, rest, elem(fm.as_ref()));
+            m.is_empty() && fm.as_ref().is_some_and(|f| f.free_form_map)
+        }
         Value::Array(items) => {
             let Some(f) = fm.as_ref() else {
                 return;
@@ -494,7 +498,11 @@ pub(crate) fn remove_path(obj: &mut Map<String, Value>, path: &[String], meta: &
             } else if let Value::Object(m) = &mut items[i] {
                 remove_path(m, &rest[1..], f.elem());
             }
+            items.is_empty()
         }
-        _ => {}
+        _ => false,
+    };
+    if emptied {
+        obj.remove(name);
     }
 }
