@@ -200,9 +200,57 @@ fn decode(obj: &Value) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
+/// How many `Update` entries an object keeps; older ones merge into [`ANCIENT_CHANGES`].
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merge the oldest `Update` entries into the `ancient-changes` bucket until at most
+/// [`MAX_UPDATE_MANAGERS`] remain.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    loop {
+        let updates = entries
+            .iter()
+            .filter(|e| e.operation == Operation::Update)
+            .count();
+        if updates <= MAX_UPDATE_MANAGERS {
+            return;
+        }
+        let oldest = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.operation == Operation::Update && e.manager != ANCIENT_CHANGES)
+            .min_by(|(_, a), (_, b)| {
+                a.seconds()
+                    .cmp(&b.seconds())
+                    .then_with(|| a.manager.cmp(&b.manager))
+            })
+            .map(|(i, _)| i);
+        let Some(i) = oldest else {
+            return;
+        };
+        let old = entries.remove(i);
+        match entries.iter_mut().find(|e| {
+            e.is(ANCIENT_CHANGES, Operation::Update, None) && e.api_version == old.api_version
+        }) {
+            Some(bucket) => {
+                bucket.set.union_with(&old.set);
+                if old.seconds() > bucket.seconds() {
+                    bucket.time = old.time;
+                }
+            }
+            None => entries.push(Entry {
+                manager: ANCIENT_CHANGES.to_string(),
+                subresource: None,
+                ..old
+            }),
+        }
+    }
+}
+
 /// Write `entries` (dropping empty ones) into `obj`, sorted as Kubernetes sorts them.
 fn encode(obj: &mut Map<String, Value>, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.set.is_empty());
+    cap_update_managers(&mut entries);
     entries.sort_by(|p, q| {
         p.operation
             .cmp(&q.operation)
@@ -223,6 +271,14 @@ fn encode(obj: &mut Map<String, Value>, mut entries: Vec<Entry>) {
         let list = entries.iter().map(Entry::to_json).collect();
         metadata.insert("managedFields".into(), Value::Array(list));
     }
+}
+
+/// Whether the object carries `metadata.managedFields: [{}]`.
+fn is_reset(obj: &Map<String, Value>) -> bool {
+    obj.get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+        .is_some_and(|l| matches!(l.as_slice(), [Value::Object(e)] if e.is_empty()))
 }
 
 /// A copy of `obj` without `metadata.managedFields`.
@@ -456,6 +512,11 @@ pub fn track_update(
     let Value::Object(new_obj) = new else {
         return;
     };
+    if subresource.is_none() && is_reset(new_obj) {
+        // `managedFields: [{}]` is how a client clears the record.
+        encode(new_obj, Vec::new());
+        return;
+    }
     let mut entries = if subresource.is_none() {
         decode(&Value::Object(new_obj.clone()))
     } else {
@@ -804,6 +865,12 @@ mod tests {
         let same = update(&edited, "noop", 120, |_| {});
         assert_eq!(managed(&same), managed(&edited));
 
+        // `[{}]` clears the record.
+        let mut reset = edited.clone();
+        reset["metadata"]["managedFields"] = json!([{}]);
+        track_update(Some(&edited), &mut reset, "x", None, &deployment(), at(130));
+        assert!(reset["metadata"].get("managedFields").is_none());
+
         // An object that was never tracked stays untracked.
         let plain = without_managed(&edited);
         let untouched = update(&plain, "someone", 130, |o| o["spec"]["replicas"] = json!(9));
@@ -926,6 +993,29 @@ mod tests {
             apply(None, &config(), "", false, None, &deployment(), at(0)),
             Err(ApplyError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn old_update_entries_merge_into_ancient_changes() {
+        let mut obj = kubectl_apply(None, &config(), false, 0).unwrap();
+        for i in 0..12 {
+            obj = update(&obj, &format!("writer-{i:02}"), 10 + i, |o| {
+                o["metadata"]["labels"][format!("k{i}")] = json!("v");
+            });
+        }
+        let updates: Vec<&Value> = managed(&obj)
+            .iter()
+            .filter(|e| e["operation"] == "Update")
+            .collect();
+        assert_eq!(updates.len(), MAX_UPDATE_MANAGERS);
+        let ancient = entry(&obj, ANCIENT_CHANGES).unwrap();
+        assert_eq!(
+            ancient["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {"f:k0": {}, "f:k1": {}, "f:k2": {}}}})
+        );
+        assert!(entry(&obj, "writer-02").is_none());
+        assert!(entry(&obj, "writer-03").is_some());
+        assert!(entry(&obj, "kubectl").is_some());
     }
 
     #[test]
