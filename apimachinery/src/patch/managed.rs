@@ -303,8 +303,12 @@ fn format_time(now: Timestamp) -> String {
 
 /// Parse an `application/apply-patch+yaml` body (YAML or JSON) into an object.
 pub fn decode_apply_patch(body: &[u8]) -> Result<Value, ApplyError> {
-    let value: Value = serde_yaml::from_slice(body)
-        .map_err(|e| ApplyError::Malformed(format!("error decoding YAML: {e}")))?;
+    // kubectl sends JSON, which YAML also reads, but the JSON parser is exact about numbers.
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => serde_yaml::from_slice(body)
+            .map_err(|e| ApplyError::Malformed(format!("error decoding YAML: {e}")))?,
+    };
     if !value.is_object() {
         return Err(ApplyError::Malformed(
             "the applied configuration must be an object".to_string(),
@@ -1025,6 +1029,11 @@ mod tests {
         assert_eq!(
             v,
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "1"}})
+        );
+        let json_body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#;
+        assert_eq!(
+            decode_apply_patch(json_body).unwrap()["metadata"]["name"],
+            "c"
         );
         assert!(decode_apply_patch(b"- a\n- b\n").is_err());
         assert!(decode_apply_patch(b"a: [").is_err());

@@ -881,6 +881,54 @@ mod tests {
     }
 
     #[test]
+    fn kubectl_apply_three_way_patch() {
+        // The shape `kubectl apply` sends after removing env B and changing the image.
+        let out = smp(
+            &web(),
+            json!({
+                "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+                "spec": {"template": {"spec": {
+                    "$setElementOrder/containers": [{"name": "nginx"}, {"name": "sidecar"}],
+                    "containers": [{
+                        "$setElementOrder/env": [{"name": "A"}],
+                        "env": [{"$patch": "delete", "name": "B"}],
+                        "image": "nginx:1.26",
+                        "name": "nginx"
+                    }]
+                }}}
+            }),
+        )
+        .unwrap();
+        let nginx = &pod_spec(&out)["containers"][0];
+        assert_eq!(nginx["env"], json!([{"name": "A", "value": "1"}]));
+        assert_eq!(nginx["image"], "nginx:1.26");
+        assert_eq!(pod_spec(&out)["containers"][1]["name"], "sidecar");
+        assert_eq!(
+            out["metadata"]["annotations"],
+            json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"})
+        );
+        assert_no_directives(&out);
+
+        // `kubectl rollout undo` replaces the whole template.
+        let out = smp(
+            &web(),
+            json!({"spec": {"template": {
+                "$patch": "replace",
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.24"}]}
+            }}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["template"],
+            json!({
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.24"}]}
+            })
+        );
+    }
+
+    #[test]
     fn lists_without_strategy_are_replaced() {
         let out = smp(
             &web(),
