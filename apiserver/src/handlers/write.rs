@@ -439,6 +439,17 @@ fn apply_error(ctx: &Ctx<'_>, name: &str, e: ApplyError) -> ApiError {
     }
 }
 
+pub(super) async fn write_update(
+    ctx: &Ctx<'_>,
+    old: &Value,
+    old_rv: u64,
+    new: Value,
+    sub: Option<Subresource>,
+) -> Result<Value, ApiError> {
+    write_update_tracked(ctx, old, old_rv, new, sub, true).await
+}
+
+/// Merge system fields from `old` into `new`, default, validate and store with CAS.
 async fn write_update_tracked(
     ctx: &Ctx<'_>,
     old: &Value,
