@@ -298,8 +298,9 @@ fn patch_all_three_types() {
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}"#,
     ]);
     let c = s.get_json(&["get", "deployment", "web"])["spec"]["template"]["spec"]["containers"].clone();
-    let names: Vec<&str> = c.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["nginx", "sidecar"]);
+    let mut names: Vec<&str> = c.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["nginx", "sidecar"], "merged by name, not replaced");
     // Merge patch: lists are replaced.
     s.ok(&[
         "patch",
