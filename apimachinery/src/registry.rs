@@ -672,7 +672,9 @@ mod tests {
 
     #[test]
     fn decode_refuses_wrong_types() {
-        let deploy = Registry::builtin().get("apps", "v1", "deployments").unwrap();
+        let deploy = Registry::builtin()
+            .get("apps", "v1", "deployments")
+            .unwrap();
         let err = deploy
             .decode(&json!({"metadata": {"name": "d"}, "spec": {"replicas": "three"}}))
             .unwrap_err();

@@ -106,7 +106,11 @@ impl Api {
         resp
     }
 
-    async fn route<B>(&self, req: Request<B>, user: Option<User>) -> Result<Response<Body>, ApiError>
+    async fn route<B>(
+        &self,
+        req: Request<B>,
+        user: Option<User>,
+    ) -> Result<Response<Body>, ApiError>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -171,11 +175,15 @@ impl Api {
                 return Ok(response::bytes(200, "application/json", openapi::v2_json()));
             }
             ["openapi", "v3"] => {
-                return Ok(response::bytes(200, "application/json", openapi::v3_index()));
+                return Ok(response::bytes(
+                    200,
+                    "application/json",
+                    openapi::v3_index(),
+                ));
             }
             ["openapi", "v3", rest @ ..] => {
-                let (doc, _hash) = openapi::v3_doc(&rest.join("/"))
-                    .ok_or_else(|| ApiError::no_route(path))?;
+                let (doc, _hash) =
+                    openapi::v3_doc(&rest.join("/")).ok_or_else(|| ApiError::no_route(path))?;
                 return Ok(response::bytes(200, "application/json", doc));
             }
             _ => None,
