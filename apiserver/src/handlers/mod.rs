@@ -172,6 +172,15 @@ impl Api {
             ["apis", group] => discovery::group(reg, group),
             ["apis", group, version] => discovery::resource_list(reg, group, version),
             ["openapi", "v2"] => {
+                // Only JSON is served; a client asking for the protobuf form alone gets 406
+                // rather than bytes it would misparse.
+                let accept = headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !accept.is_empty() && !accept.contains("json") && !accept.contains("*/*") {
+                    return Err(ApiError::not_acceptable(accept));
+                }
                 return Ok(response::bytes(200, "application/json", openapi::v2_json()));
             }
             ["openapi", "v3"] => {
