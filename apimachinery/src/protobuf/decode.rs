@@ -1,0 +1,387 @@
+//! Walks an encoded message along the schema table and builds its JSON object, shaping
+//! values the way the Go types marshal them to JSON.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map, Number, Value};
+
+use super::ProtobufError;
+use super::schema::{Cardinality, Field, Message, Schema, Type};
+use super::values;
+use super::wire::{self, Reader, WireError, WireType};
+
+/// Deepest message nesting accepted; real objects stay far below it.
+pub(super) const MAX_DEPTH: usize = 64;
+
+enum Segment<'s> {
+    Field(&'s str),
+    Index(usize),
+    Key(String),
+}
+
+/// Decoding state: the schema and where in the object we are, for error messages.
+pub(super) struct Walker<'s> {
+    schema: &'s Schema,
+    path: Vec<Segment<'s>>,
+}
+
+impl<'s> Walker<'s> {
+    pub(super) fn new(schema: &'s Schema) -> Self {
+        Self {
+            schema,
+            path: Vec::new(),
+        }
+    }
+
+    fn path(&self) -> String {
+        let mut out = String::new();
+        for seg in &self.path {
+            match seg {
+                Segment::Field(name) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(name);
+                }
+                Segment::Index(i) => out.push_str(&format!("[{i}]")),
+                Segment::Key(k) => out.push_str(&format!("[{k:?}]")),
+            }
+        }
+        if out.is_empty() {
+            out.push_str("(root)");
+        }
+        out
+    }
+
+    fn wire_error(&self, source: WireError) -> ProtobufError {
+        ProtobufError::Wire {
+            path: self.path(),
+            source,
+        }
+    }
+
+    fn value_error(&self, reason: impl Into<String>) -> ProtobufError {
+        ProtobufError::Value {
+            path: self.path(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Decode `bytes` as `msg`, adding its fields to `out` (merging into what is there, as
+    /// protobuf does when a message field occurs twice).
+    pub(super) fn message(
+        &mut self,
+        bytes: &[u8],
+        msg: &'s Message,
+        out: &mut Map<String, Value>,
+        depth: usize,
+    ) -> Result<(), ProtobufError> {
+        if depth > MAX_DEPTH {
+            return Err(ProtobufError::TooDeep {
+                path: self.path(),
+                limit: MAX_DEPTH,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        while !r.is_empty() {
+            let (number, wire) = r.key().map_err(|e| self.wire_error(e))?;
+            let Some(field) = msg.field(number) else {
+                r.skip(wire).map_err(|e| self.wire_error(e))?;
+                continue;
+            };
+            self.path.push(Segment::Field(&field.json_name));
+            self.field(&mut r, wire, field, out, depth)?;
+            self.path.pop();
+        }
+        Ok(())
+    }
+
+    fn field(
+        &mut self,
+        r: &mut Reader<'_>,
+        wire: WireType,
+        field: &'s Field,
+        out: &mut Map<String, Value>,
+        depth: usize,
+    ) -> Result<(), ProtobufError> {
+        let name = field.json_name.as_str();
+        match field.cardinality {
+            Cardinality::Single => match field.ty {
+                Type::Message(m) => {
+                    let bytes = self.len(r, wire)?;
+                    let msg = &self.schema.messages[m];
+                    if field.inline {
+                        return self.message(bytes, msg, out, depth + 1);
+                    }
+                    let slot = out
+                        .entry(name)
+                        .and_modify(|v| {
+                            if !v.is_object() {
+                                *v = Value::Object(Map::new());
+                            }
+                        })
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let Value::Object(map) = slot {
+                        self.message(bytes, msg, map, depth + 1)?;
+                    }
+                }
+                ty => {
+                    let v = self.value(r, wire, ty, depth)?;
+                    if field.omit_zero && is_zero(&v) {
+                        out.remove(name);
+                    } else {
+                        out.insert(name.to_string(), v);
+                    }
+                }
+            },
+            Cardinality::Repeated => {
+                let mut items = match out.remove(name) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                };
+                let result = self.repeated(r, wire, field.ty, &mut items, depth);
+                out.insert(name.to_string(), Value::Array(items));
+                result?;
+            }
+            Cardinality::Map => {
+                let bytes = self.len(r, wire)?;
+                let (key, value) = self.map_entry(bytes, field.ty, depth)?;
+                let slot = out
+                    .entry(name)
+                    .and_modify(|v| {
+                        if !v.is_object() {
+                            *v = Value::Object(Map::new());
+                        }
+                    })
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(map) = slot {
+                    map.insert(key, value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn repeated(
+        &mut self,
+        r: &mut Reader<'_>,
+        wire: WireType,
+        ty: Type,
+        items: &mut Vec<Value>,
+        depth: usize,
+    ) -> Result<(), ProtobufError> {
+        let packed_wire = match ty {
+            Type::Bool | Type::Int32 | Type::Int64 => Some(WireType::Varint),
+            Type::Double => Some(WireType::Fixed64),
+            _ => None,
+        };
+        match packed_wire {
+            Some(element) if wire == WireType::Len => {
+                let bytes = self.len(r, wire)?;
+                let mut packed = Reader::new(bytes);
+                while !packed.is_empty() {
+                    self.path.push(Segment::Index(items.len()));
+                    let v = self.value(&mut packed, element, ty, depth)?;
+                    self.path.pop();
+                    items.push(v);
+                }
+            }
+            _ => {
+                self.path.push(Segment::Index(items.len()));
+                let v = self.value(r, wire, ty, depth)?;
+                self.path.pop();
+                items.push(v);
+            }
+        }
+        Ok(())
+    }
+
+    /// One `map<string, T>` entry: key = 1, value = 2; a missing value is T's zero value.
+    fn map_entry(
+        &mut self,
+        bytes: &[u8],
+        ty: Type,
+        depth: usize,
+    ) -> Result<(String, Value), ProtobufError> {
+        let mut r = Reader::new(bytes);
+        let mut key = String::new();
+        let mut value: Option<(WireType, Reader<'_>)> = None;
+        while !r.is_empty() {
+            let (number, wire) = r.key().map_err(|e| self.wire_error(e))?;
+            match number {
+                1 => key = lossy(self.len(&mut r, wire)?),
+                // Decoded once the key is known, so errors can name it.
+                2 => value = Some((wire, r.clone())),
+                _ => {}
+            }
+            if number != 1 {
+                r.skip(wire).map_err(|e| self.wire_error(e))?;
+            }
+        }
+        self.path.push(Segment::Key(key.clone()));
+        let value = match value {
+            Some((wire, mut at)) => self.value(&mut at, wire, ty, depth + 1)?,
+            None => zero_value(ty),
+        };
+        self.path.pop();
+        Ok((key, value))
+    }
+
+    fn len<'b>(&self, r: &mut Reader<'b>, wire: WireType) -> Result<&'b [u8], ProtobufError> {
+        wire::expect(wire, WireType::Len).map_err(|e| self.wire_error(e))?;
+        r.bytes().map_err(|e| self.wire_error(e))
+    }
+
+    fn varint(&self, r: &mut Reader<'_>, wire: WireType) -> Result<u64, ProtobufError> {
+        wire::expect(wire, WireType::Varint).map_err(|e| self.wire_error(e))?;
+        r.varint().map_err(|e| self.wire_error(e))
+    }
+
+    /// One value of type `ty` (not a repeated or map container).
+    fn value(
+        &mut self,
+        r: &mut Reader<'_>,
+        wire: WireType,
+        ty: Type,
+        depth: usize,
+    ) -> Result<Value, ProtobufError> {
+        Ok(match ty {
+            Type::String => Value::String(lossy(self.len(r, wire)?)),
+            Type::Bool => Value::Bool(self.varint(r, wire)? != 0),
+            Type::Int32 => Value::from(wire::as_i32(self.varint(r, wire)?)),
+            Type::Int64 => Value::from(wire::as_i64(self.varint(r, wire)?)),
+            Type::Double => {
+                wire::expect(wire, WireType::Fixed64).map_err(|e| self.wire_error(e))?;
+                let bits = r.fixed64().map_err(|e| self.wire_error(e))?;
+                let n = Number::from_f64(f64::from_le_bytes(bits))
+                    .ok_or_else(|| self.value_error("not a finite number"))?;
+                Value::Number(n)
+            }
+            Type::Bytes => Value::String(BASE64.encode(self.len(r, wire)?)),
+            Type::Message(m) => {
+                let bytes = self.len(r, wire)?;
+                let mut map = Map::new();
+                self.message(bytes, &self.schema.messages[m], &mut map, depth + 1)?;
+                Value::Object(map)
+            }
+            special => {
+                let bytes = self.len(r, wire)?;
+                self.special(special, bytes)?
+            }
+        })
+    }
+
+    /// The apimachinery value types, each a small message with its own JSON form.
+    fn special(&self, ty: Type, bytes: &[u8]) -> Result<Value, ProtobufError> {
+        let fields = self.small_message(bytes)?;
+        let int = |n: u32| match fields.get(n) {
+            Some(Small::Varint(v)) => Ok(*v),
+            Some(Small::Bytes(_)) => Err(self.wire_error(WireError::WrongWireType {
+                expected: WireType::Varint.name(),
+                found: WireType::Len.name(),
+            })),
+            None => Ok(0),
+        };
+        let bytes_of = |n: u32| match fields.get(n) {
+            Some(Small::Bytes(b)) => Ok(Some(*b)),
+            Some(Small::Varint(_)) => Err(self.wire_error(WireError::WrongWireType {
+                expected: WireType::Len.name(),
+                found: WireType::Varint.name(),
+            })),
+            None => Ok(None),
+        };
+        Ok(match ty {
+            Type::Quantity => Value::String(bytes_of(1)?.map_or_else(|| "0".into(), lossy)),
+            Type::IntOrString => match wire::as_i64(int(1)?) {
+                0 => Value::from(wire::as_i32(int(2)?)),
+                1 => Value::String(bytes_of(3)?.map(lossy).unwrap_or_default()),
+                other => return Err(self.value_error(format!("IntOrString type {other}"))),
+            },
+            Type::Time | Type::MicroTime if bytes.is_empty() => Value::Null,
+            Type::Time => {
+                let seconds = wire::as_i64(int(1)?);
+                let text = values::time(seconds).map_err(|e| self.value_error(e))?;
+                text.map_or(Value::Null, Value::String)
+            }
+            Type::MicroTime => {
+                let seconds = wire::as_i64(int(1)?);
+                let nanos = wire::as_i32(int(2)?);
+                let text = values::micro_time(seconds, nanos).map_err(|e| self.value_error(e))?;
+                text.map_or(Value::Null, Value::String)
+            }
+            Type::Duration => Value::String(values::duration(wire::as_i64(int(1)?))),
+            Type::RawExtension | Type::FieldsV1 => match bytes_of(1)? {
+                None => Value::Null,
+                Some(raw) => serde_json::from_slice(raw)
+                    .map_err(|e| self.value_error(format!("embedded JSON: {e}")))?,
+            },
+            _ => return Err(self.value_error("not a value type")),
+        })
+    }
+
+    /// The fields of a small flat message; the last occurrence of a field wins.
+    fn small_message<'b>(&self, bytes: &'b [u8]) -> Result<SmallFields<'b>, ProtobufError> {
+        let mut r = Reader::new(bytes);
+        let mut fields = SmallFields::default();
+        while !r.is_empty() {
+            let (number, wire) = r.key().map_err(|e| self.wire_error(e))?;
+            let value = match wire {
+                WireType::Varint => Small::Varint(r.varint().map_err(|e| self.wire_error(e))?),
+                WireType::Len => Small::Bytes(r.bytes().map_err(|e| self.wire_error(e))?),
+                other => {
+                    r.skip(other).map_err(|e| self.wire_error(e))?;
+                    continue;
+                }
+            };
+            if let Some(slot) = fields.0.iter_mut().find(|(n, _)| *n == number) {
+                slot.1 = value;
+            } else {
+                fields.0.push((number, value));
+            }
+        }
+        Ok(fields)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Small<'b> {
+    Varint(u64),
+    Bytes(&'b [u8]),
+}
+
+#[derive(Default)]
+struct SmallFields<'b>(Vec<(u32, Small<'b>)>);
+
+impl<'b> SmallFields<'b> {
+    fn get(&self, number: u32) -> Option<&Small<'b>> {
+        self.0.iter().find(|(n, _)| *n == number).map(|(_, v)| v)
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether Go's `omitempty` drops this value.
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Null => true,
+        Value::Array(_) | Value::Object(_) => false,
+    }
+}
+
+/// The JSON of a Go zero value of `ty`, for a map entry without a value.
+fn zero_value(ty: Type) -> Value {
+    match ty {
+        Type::String | Type::Bytes => Value::String(String::new()),
+        Type::Bool => Value::Bool(false),
+        Type::Int32 | Type::Int64 | Type::Double | Type::IntOrString => Value::from(0),
+        Type::Message(_) => Value::Object(Map::new()),
+        Type::Quantity => Value::String("0".into()),
+        Type::Duration => Value::String("0s".into()),
+        Type::Time | Type::MicroTime | Type::RawExtension | Type::FieldsV1 => Value::Null,
+    }
+}
