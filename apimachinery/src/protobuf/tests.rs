@@ -822,3 +822,46 @@ fn public_kind_lookup() {
     assert!(!decodes("v1", "Deployment"));
     assert!(kinds().any(|k| k == ("policy/v1", "Eviction")));
 }
+
+/// Bodies captured from `kubectl` 1.32 typed `create` commands (Go-encoded, every non-pointer
+/// field written), each beside the JSON `kubectl create ... --dry-run=client -o json` prints
+/// for the same command: Go's JSON encoding of the very object that was sent.
+#[test]
+fn kubectl_bodies_decode_to_kubectl_json() {
+    macro_rules! fixtures {
+        ($($name:literal),* $(,)?) => {
+            [$((
+                $name,
+                include_bytes!(concat!("testdata/", $name, ".bin")).as_slice(),
+                include_str!(concat!("testdata/", $name, ".json")),
+            )),*]
+        };
+    }
+    let fixtures = fixtures![
+        "namespace",
+        "deployment",
+        "service_clusterip",
+        "service_nodeport",
+        "secret",
+        "secret_tls_like",
+        "configmap",
+        "job",
+        "cronjob",
+        "rolebinding",
+        "clusterrole",
+        "serviceaccount",
+        "ingress",
+        "pdb",
+        "quota",
+    ];
+    for (name, bin, json) in fixtures {
+        let expected: Value = serde_json::from_str(json).unwrap();
+        let decoded = decode(bin).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            decoded,
+            expected,
+            "{name}: decoded {}",
+            serde_json::to_string_pretty(&decoded).unwrap()
+        );
+    }
+}
