@@ -385,3 +385,115 @@ fn zero_value(ty: Type) -> Value {
         Type::Time | Type::MicroTime | Type::RawExtension | Type::FieldsV1 => Value::Null,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protobuf::wire::encode;
+    use serde_json::json;
+
+    /// A table with a self-referencing message and a few scalar shapes.
+    fn schema() -> Schema {
+        Schema::parse(
+            r#"{"kinds":[],"messages":[
+                ["node",[[1,"child",0,""],[2,"name","s","z"],[3,"nums","l","r"],
+                         [4,"flags","b","r"],[5,"ratio","d",""],[6,"tags","s","m"]]]
+            ]}"#,
+        )
+        .unwrap()
+    }
+
+    fn walk(schema: &Schema, bytes: &[u8]) -> Result<Value, ProtobufError> {
+        let mut out = Map::new();
+        Walker::new(schema).message(bytes, &schema.messages[0], &mut out, 0)?;
+        Ok(Value::Object(out))
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let schema = schema();
+        let mut bytes = Vec::new();
+        for _ in 0..MAX_DEPTH {
+            let mut outer = Vec::new();
+            encode::len_field(1, &bytes, &mut outer);
+            bytes = outer;
+        }
+        assert!(walk(&schema, &bytes).is_ok());
+        let mut deeper = Vec::new();
+        encode::len_field(1, &bytes, &mut deeper);
+        match walk(&schema, &deeper) {
+            Err(ProtobufError::TooDeep { path, limit }) => {
+                assert_eq!(limit, MAX_DEPTH);
+                assert!(path.starts_with("child.child."), "{path}");
+            }
+            other => panic!("expected TooDeep, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn repeated_scalars_packed_or_not() {
+        let schema = schema();
+        let mut bytes = Vec::new();
+        encode::varint_field(3, 7, &mut bytes);
+        let mut packed = Vec::new();
+        encode::varint(8, &mut packed);
+        encode::varint(u64::MAX, &mut packed); // -1
+        encode::len_field(3, &packed, &mut bytes);
+        encode::len_field(4, &[1, 0], &mut bytes);
+        encode::key(5, 1, &mut bytes);
+        bytes.extend(0.25f64.to_le_bytes());
+        assert_eq!(
+            walk(&schema, &bytes).unwrap(),
+            json!({"nums": [7, 8, -1], "flags": [true, false], "ratio": 0.25})
+        );
+    }
+
+    #[test]
+    fn repeated_message_fields_merge_and_zero_values_unset() {
+        let schema = schema();
+        let mut bytes = Vec::new();
+        let mut first = Vec::new();
+        encode::len_field(2, b"a", &mut first);
+        let mut second = Vec::new();
+        encode::varint_field(3, 1, &mut second);
+        encode::len_field(1, &first, &mut bytes);
+        encode::len_field(1, &second, &mut bytes);
+        encode::len_field(2, b"set", &mut bytes);
+        encode::len_field(2, b"", &mut bytes); // last one wins, and "" means unset
+        assert_eq!(
+            walk(&schema, &bytes).unwrap(),
+            json!({"child": {"name": "a", "nums": [1]}})
+        );
+    }
+
+    #[test]
+    fn map_entries_missing_parts_and_errors_name_the_key() {
+        let schema = schema();
+        let mut bytes = Vec::new();
+        let mut only_key = Vec::new();
+        encode::len_field(1, b"k", &mut only_key);
+        encode::len_field(6, &only_key, &mut bytes);
+        assert_eq!(walk(&schema, &bytes).unwrap(), json!({"tags": {"k": ""}}));
+
+        let mut bad_value = Vec::new();
+        encode::varint_field(2, 5, &mut bad_value); // a varint where a string belongs
+        encode::len_field(1, b"env", &mut bad_value);
+        let mut bytes = Vec::new();
+        encode::len_field(6, &bad_value, &mut bytes);
+        let err = walk(&schema, &bytes).unwrap_err();
+        assert_eq!(err.to_string(), r#"invalid protobuf at tags["env"]"#);
+    }
+
+    #[test]
+    fn non_finite_doubles_are_refused() {
+        let schema = schema();
+        let mut bytes = Vec::new();
+        encode::key(5, 1, &mut bytes);
+        bytes.extend(f64::NAN.to_le_bytes());
+        let err = walk(&schema, &bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value at ratio: not a finite number"
+        );
+    }
+}

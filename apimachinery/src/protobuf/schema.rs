@@ -106,7 +106,7 @@ impl Schema {
         self.kinds.iter().map(|(v, k, _)| (v.as_str(), k.as_str()))
     }
 
-    fn parse(text: &str) -> Result<Self, String> {
+    pub(super) fn parse(text: &str) -> Result<Self, String> {
         let raw: RawSchema = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let count = raw.messages.len();
         let check = |i: usize| {

@@ -865,3 +865,154 @@ fn kubectl_bodies_decode_to_kubectl_json() {
         );
     }
 }
+
+/// Encode a `kind` message with every field set (one element per list and map), following
+/// the schema table; recursion stops at a message already on the path.
+fn every_field(message: usize, stack: &mut Vec<usize>) -> Vec<u8> {
+    use schema::{Cardinality, Type};
+    use wire::encode;
+    let schema = Schema::get();
+    stack.push(message);
+    let mut out = Vec::new();
+    for field in &schema.messages[message].fields {
+        let n = u64::from(field.number);
+        let mut value = Vec::new();
+        let value_number = if field.cardinality == Cardinality::Map {
+            2
+        } else {
+            n
+        };
+        match field.ty {
+            Type::Message(m) if stack.contains(&m) => continue,
+            Type::Message(m) => encode::len_field(value_number, &every_field(m, stack), &mut value),
+            Type::String => encode::len_field(value_number, b"x", &mut value),
+            Type::Bytes => encode::len_field(value_number, b"hi", &mut value),
+            Type::Bool | Type::Int32 | Type::Int64 => {
+                encode::varint_field(value_number, 1, &mut value)
+            }
+            Type::Double => {
+                encode::key(value_number, 1, &mut value);
+                value.extend(1.5f64.to_le_bytes());
+            }
+            special => {
+                let mut inner = Vec::new();
+                match special {
+                    Type::Quantity => encode::len_field(1, b"1Gi", &mut inner),
+                    Type::IntOrString => {
+                        encode::varint_field(1, 1, &mut inner);
+                        encode::len_field(3, b"http", &mut inner);
+                    }
+                    Type::Time | Type::MicroTime => {
+                        encode::varint_field(1, 1_704_164_645, &mut inner);
+                        encode::varint_field(2, 123_456_000, &mut inner);
+                    }
+                    Type::Duration => encode::varint_field(1, 90_000_000_000, &mut inner),
+                    Type::RawExtension => encode::len_field(1, br#"{"a":[1]}"#, &mut inner),
+                    Type::FieldsV1 => encode::len_field(1, br#"{"f:a":{}}"#, &mut inner),
+                    _ => unreachable!("plain types handled above"),
+                }
+                encode::len_field(value_number, &inner, &mut value);
+            }
+        }
+        if field.cardinality == Cardinality::Map {
+            let mut entry = Vec::new();
+            encode::len_field(1, b"k", &mut entry);
+            entry.extend(value);
+            encode::len_field(n, &entry, &mut out);
+        } else {
+            out.extend(value);
+        }
+    }
+    stack.pop();
+    out
+}
+
+/// Paths where `a` and `b` differ, with both values.
+fn json_diff(a: &Value, b: &Value, path: String, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let (va, vb) = (x.get(k), y.get(k));
+                match (va, vb) {
+                    (Some(va), Some(vb)) => json_diff(va, vb, format!("{path}.{k}"), out),
+                    // k8s-openapi writes apiVersion/kind on embedded objects (a
+                    // StatefulSet's volumeClaimTemplates); protobuf never carries them.
+                    (None, Some(_)) if k == "apiVersion" || k == "kind" => {}
+                    _ => out.push(format!("{path}.{k}: {va:?} vs {vb:?}")),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                json_diff(va, vb, format!("{path}[{i}]"), out);
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(format!("{path}: {a} vs {b}")),
+    }
+}
+
+fn every_field_body(api_version: &str, kind: &str) -> Vec<u8> {
+    let schema = Schema::get();
+    let index = schema
+        .messages
+        .iter()
+        .position(|m| std::ptr::eq(m, schema.kind(api_version, kind).unwrap()))
+        .unwrap();
+    envelope(api_version, kind, every_field(index, &mut Vec::new()))
+}
+
+/// Every field of every served kind decodes to a JSON name and shape the `k8s-openapi` 1.32
+/// types accept and keep unchanged.
+#[test]
+fn every_field_of_every_served_kind_survives_the_typed_round_trip() {
+    for resource in crate::Registry::builtin().all() {
+        let api_version = resource.api_version();
+        let json = decode(&every_field_body(&api_version, resource.kind)).unwrap();
+        let decoded = resource
+            .decode(&json)
+            .unwrap_or_else(|e| panic!("{api_version} {}: {}", resource.kind, e.message));
+        assert_eq!(
+            decoded.unknown_fields,
+            Vec::<String>::new(),
+            "{api_version} {}",
+            resource.kind
+        );
+        let mut diffs = Vec::new();
+        json_diff(&json, &decoded.object, String::new(), &mut diffs);
+        assert!(
+            diffs.is_empty(),
+            "{api_version} {}: {diffs:#?}",
+            resource.kind
+        );
+    }
+}
+
+#[test]
+fn every_field_of_the_other_request_kinds_survives_the_typed_round_trip() {
+    use k8s_openapi::api::{autoscaling, core, networking, policy};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
+    fn check<T: serde::de::DeserializeOwned + serde::Serialize>(api_version: &str, kind: &str) {
+        let json = decode(&every_field_body(api_version, kind)).unwrap();
+        let typed: T = serde_json::from_value(json.clone())
+            .unwrap_or_else(|e| panic!("{api_version} {kind}: {e}"));
+        let mut back = serde_json::to_value(typed).unwrap();
+        // Not every type carries apiVersion/kind (DeleteOptions does).
+        back["apiVersion"] = json["apiVersion"].clone();
+        back["kind"] = json["kind"].clone();
+        let mut diffs = Vec::new();
+        json_diff(&json, &back, String::new(), &mut diffs);
+        assert!(diffs.is_empty(), "{api_version} {kind}: {diffs:#?}");
+    }
+    check::<core::v1::Binding>("v1", "Binding");
+    check::<core::v1::PodTemplate>("v1", "PodTemplate");
+    check::<core::v1::ReplicationController>("v1", "ReplicationController");
+    check::<core::v1::ResourceQuota>("v1", "ResourceQuota");
+    check::<core::v1::LimitRange>("v1", "LimitRange");
+    check::<policy::v1::Eviction>("policy/v1", "Eviction");
+    check::<policy::v1::PodDisruptionBudget>("policy/v1", "PodDisruptionBudget");
+    check::<autoscaling::v1::Scale>("autoscaling/v1", "Scale");
+    check::<autoscaling::v1::HorizontalPodAutoscaler>("autoscaling/v1", "HorizontalPodAutoscaler");
+    check::<networking::v1::NetworkPolicy>("networking.k8s.io/v1", "NetworkPolicy");
+    check::<DeleteOptions>("v1", "DeleteOptions");
+}
