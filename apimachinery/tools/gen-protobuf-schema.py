@@ -9,6 +9,9 @@ speaks (v0.32.x for Kubernetes 1.32):
     python3 apimachinery/tools/gen-protobuf-schema.py --api api --apimachinery apimachinery \
         > apimachinery/src/protobuf/schema.json
 
+(Any tree of those tags works, e.g. `git -C <bare clone> archive v0.32.9 | tar -x -C api`.)
+The output is deterministic: regenerating from the same tags gives the committed file.
+
 Two sources per package are read:
 
 * `generated.proto`: messages, field numbers, wire types and the referenced message types.
@@ -23,7 +26,8 @@ Output (one message per line, stable order):
      "messages": [[name, [[tag, json name, type, flags], ...]], ...]}
 
 `type` is a message index or a code: s string, b bool, i int32, l int64, d double, y bytes,
-Q Quantity, I IntOrString, T Time, M MicroTime, D Duration, R RawExtension, F FieldsV1.
+Q Quantity, I IntOrString, T Time, M MicroTime, D Duration, R RawExtension, F FieldsV1,
+L a list-of-strings wrapper message (`type ExtraValue []string`: items = 1; JSON array).
 `flags` letters: r repeated, m map (string keys; `type` is the value type), z zero value
 omitted, n inline. apiVersion `*` means the kind is accepted under any apiVersion.
 """
@@ -47,6 +51,12 @@ GROUP_PACKAGES = [
     "networking/v1",
     "policy/v1",
     "rbac/v1",
+    "authentication/v1",
+    "authorization/v1",
+    "certificates/v1",
+    "node/v1",
+    "scheduling/v1",
+    "storage/v1",
 ]
 
 META = "k8s.io.apimachinery.pkg.apis.meta.v1"
@@ -117,14 +127,17 @@ GO_FIELD_RE = re.compile(r"^\s*(?:(\w+)\s+)?(\S+)\s+`([^`]*)`")
 
 
 def parse_go_structs(directory):
-    """{type name: {proto tag: (json name, inline, pointer, omitempty)}} for one Go package."""
+    """({type name: {proto tag: (json name, inline, pointer, omitempty)}}, {string slice
+    type names}) for one Go package."""
     structs = {}
+    string_lists = set()
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".go") or name.endswith("_test.go"):
             continue
         if name.startswith("zz_generated") or name.startswith("generated"):
             continue
         text = open(os.path.join(directory, name), encoding="utf-8").read()
+        string_lists.update(re.findall(r"^type\s+(\w+)\s+\[\]string\s*$", text, re.M))
         for m in re.finditer(r"^type\s+(\w+)\s+struct\s*\{\n(.*?)^\}", text, re.M | re.S):
             fields = {}
             for line in m.group(2).splitlines():
@@ -147,7 +160,7 @@ def parse_go_structs(directory):
                     "omitempty" in parts[1:],
                 )
             structs[m.group(1)] = fields
-    return structs
+    return structs, string_lists
 
 
 def register_kinds(directory):
@@ -168,12 +181,16 @@ def main():
 
     protos = {}  # package -> {message: fields}
     go = {}  # package -> {struct: {tag: info}}
+    special = dict(SPECIAL)
     dirs = [os.path.join(args.api, p) for p in GROUP_PACKAGES]
     dirs += [os.path.join(args.apimachinery, p) for p in APIMACHINERY_PACKAGES]
     for d in dirs:
         package, messages = parse_proto(os.path.join(d, "generated.proto"))
         protos[package] = messages
-        go[package] = parse_go_structs(d)
+        go[package], string_lists = parse_go_structs(d)
+        for name in string_lists:
+            if messages.get(name) == [("repeated", "string", "items", 1)]:
+                special[f"{package}.{name}"] = "L"
 
     def resolve(package, type_name):
         if type_name.startswith("."):
@@ -199,7 +216,7 @@ def main():
     order, index = [], {}
 
     def visit(full):
-        if full in SPECIAL or full in index:
+        if full in special or full in index:
             return
         package, _, name = full.rpartition(".")
         if package not in protos or name not in protos[package]:
@@ -231,7 +248,7 @@ def main():
                 code = SCALAR[type_name]
             else:
                 ref = resolve(package, type_name)
-                code = SPECIAL.get(ref, index.get(ref))
+                code = special.get(ref, index.get(ref))
             flags = {"repeated": "r", "map": "m"}.get(label, "")
             info = go_fields.get(tag)
             json_name = proto_name

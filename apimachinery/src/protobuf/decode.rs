@@ -273,6 +273,9 @@ impl<'s> Walker<'s> {
 
     /// The apimachinery value types, each a small message with its own JSON form.
     fn special(&self, ty: Type, bytes: &[u8]) -> Result<Value, ProtobufError> {
+        if ty == Type::StringList {
+            return self.string_list(bytes);
+        }
         let fields = self.small_message(bytes)?;
         let int = |n: u32| match fields.get(n) {
             Some(Small::Varint(v)) => Ok(*v),
@@ -317,6 +320,21 @@ impl<'s> Walker<'s> {
             },
             _ => return Err(self.value_error("not a value type")),
         })
+    }
+
+    /// The items (field 1, repeated) of a `[]string` wrapper message.
+    fn string_list(&self, bytes: &[u8]) -> Result<Value, ProtobufError> {
+        let mut r = Reader::new(bytes);
+        let mut items = Vec::new();
+        while !r.is_empty() {
+            let (number, wire) = r.key().map_err(|e| self.wire_error(e))?;
+            if number == 1 {
+                items.push(Value::String(lossy(self.len(&mut r, wire)?)));
+            } else {
+                r.skip(wire).map_err(|e| self.wire_error(e))?;
+            }
+        }
+        Ok(Value::Array(items))
     }
 
     /// The fields of a small flat message; the last occurrence of a field wins.
@@ -383,6 +401,7 @@ fn zero_value(ty: Type) -> Value {
         Type::Quantity => Value::String("0".into()),
         Type::Duration => Value::String("0s".into()),
         Type::Time | Type::MicroTime | Type::RawExtension | Type::FieldsV1 => Value::Null,
+        Type::StringList => Value::Array(Vec::new()),
     }
 }
 

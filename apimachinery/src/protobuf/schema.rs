@@ -36,6 +36,8 @@ pub(super) enum Type {
     RawExtension,
     /// `meta/v1.FieldsV1`: embedded JSON.
     FieldsV1,
+    /// A `[]string` wrapper message such as `ExtraValue` (items = 1): JSON array.
+    StringList,
 }
 
 /// How many values a field holds.
@@ -175,6 +177,7 @@ fn code_type(code: &str) -> Option<Type> {
         "D" => Type::Duration,
         "R" => Type::RawExtension,
         "F" => Type::FieldsV1,
+        "L" => Type::StringList,
         _ => return None,
     })
 }

@@ -825,7 +825,9 @@ fn public_kind_lookup() {
 
 /// Bodies captured from `kubectl` 1.32 typed `create` commands (Go-encoded, every non-pointer
 /// field written), each beside the JSON `kubectl create ... --dry-run=client -o json` prints
-/// for the same command: Go's JSON encoding of the very object that was sent.
+/// for the same command: Go's JSON encoding of the very object that was sent. They were
+/// captured with a throwaway HTTPS listener on loopback that saved each POST body, and a
+/// kubeconfig with `insecure-skip-tls-verify` pointing at it.
 #[test]
 fn kubectl_bodies_decode_to_kubectl_json() {
     macro_rules! fixtures {
@@ -853,6 +855,8 @@ fn kubectl_bodies_decode_to_kubectl_json() {
         "ingress",
         "pdb",
         "quota",
+        "priorityclass",
+        "secret_tls",
     ];
     for (name, bin, json) in fixtures {
         let expected: Value = serde_json::from_str(json).unwrap();
@@ -909,6 +913,10 @@ fn every_field(message: usize, stack: &mut Vec<usize>) -> Vec<u8> {
                     Type::Duration => encode::varint_field(1, 90_000_000_000, &mut inner),
                     Type::RawExtension => encode::len_field(1, br#"{"a":[1]}"#, &mut inner),
                     Type::FieldsV1 => encode::len_field(1, br#"{"f:a":{}}"#, &mut inner),
+                    Type::StringList => {
+                        encode::len_field(1, b"a", &mut inner);
+                        encode::len_field(1, b"b", &mut inner);
+                    }
                     _ => unreachable!("plain types handled above"),
                 }
                 encode::len_field(value_number, &inner, &mut value);
@@ -990,7 +998,10 @@ fn every_field_of_every_served_kind_survives_the_typed_round_trip() {
 
 #[test]
 fn every_field_of_the_other_request_kinds_survives_the_typed_round_trip() {
-    use k8s_openapi::api::{autoscaling, core, networking, policy};
+    use k8s_openapi::api::{
+        authentication, authorization, autoscaling, certificates, core, networking, node, policy,
+        scheduling, storage,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
     fn check<T: serde::de::DeserializeOwned + serde::Serialize>(api_version: &str, kind: &str) {
         let json = decode(&every_field_body(api_version, kind)).unwrap();
@@ -1015,4 +1026,68 @@ fn every_field_of_the_other_request_kinds_survives_the_typed_round_trip() {
     check::<autoscaling::v1::HorizontalPodAutoscaler>("autoscaling/v1", "HorizontalPodAutoscaler");
     check::<networking::v1::NetworkPolicy>("networking.k8s.io/v1", "NetworkPolicy");
     check::<DeleteOptions>("v1", "DeleteOptions");
+    check::<authentication::v1::TokenRequest>("authentication.k8s.io/v1", "TokenRequest");
+    check::<authentication::v1::TokenReview>("authentication.k8s.io/v1", "TokenReview");
+    check::<authentication::v1::SelfSubjectReview>("authentication.k8s.io/v1", "SelfSubjectReview");
+    check::<authorization::v1::SubjectAccessReview>(
+        "authorization.k8s.io/v1",
+        "SubjectAccessReview",
+    );
+    check::<authorization::v1::SelfSubjectAccessReview>(
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+    );
+    check::<authorization::v1::SelfSubjectRulesReview>(
+        "authorization.k8s.io/v1",
+        "SelfSubjectRulesReview",
+    );
+    check::<certificates::v1::CertificateSigningRequest>(
+        "certificates.k8s.io/v1",
+        "CertificateSigningRequest",
+    );
+    check::<node::v1::RuntimeClass>("node.k8s.io/v1", "RuntimeClass");
+    check::<scheduling::v1::PriorityClass>("scheduling.k8s.io/v1", "PriorityClass");
+    check::<storage::v1::StorageClass>("storage.k8s.io/v1", "StorageClass");
+    check::<storage::v1::VolumeAttachment>("storage.k8s.io/v1", "VolumeAttachment");
+    check::<storage::v1::CSIDriver>("storage.k8s.io/v1", "CSIDriver");
+}
+
+/// Bodies kubectl sends from commands without a dry-run form.
+#[test]
+fn kubectl_review_and_token_bodies() {
+    let token = decode(include_bytes!("testdata/token.bin")).unwrap();
+    assert_eq!(
+        token,
+        json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"audiences": ["api"], "expirationSeconds": 3600},
+            // Non-omitempty status fields, as Go marshals them.
+            "status": {"token": "", "expirationTimestamp": null}
+        })
+    );
+    let whoami = decode(include_bytes!("testdata/whoami.bin")).unwrap();
+    assert_eq!(
+        whoami,
+        json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "SelfSubjectReview",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {}}
+        })
+    );
+    let can_i = decode(include_bytes!("testdata/cani.bin")).unwrap();
+    assert_eq!(
+        can_i,
+        json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"resourceAttributes": {
+                "namespace": "default", "resource": "pods", "verb": "get"
+            }},
+            "status": {"allowed": false}
+        })
+    );
 }
