@@ -112,7 +112,9 @@ pub fn parse_object(content_type: &str, body: &[u8]) -> Result<Value, ApiError> 
         })?,
         skiff_apimachinery::protobuf::MEDIA_TYPE => skiff_apimachinery::protobuf::decode(body)
             .map_err(|e| {
-                ApiError::bad_request(format!("the request body is not a valid Kubernetes protobuf object: {e}"))
+                ApiError::bad_request(format!(
+                    "the request body is not a valid Kubernetes protobuf object: {e}"
+                ))
             })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| {
