@@ -58,9 +58,19 @@ pub fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
+
+/// Past the limit, up to this much more is read and dropped so that the client, still
+/// sending, gets the 413 answer instead of a reset connection.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 /// Read a body up to [`MAX_BODY_BYTES`].
 pub async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
@@ -68,16 +78,27 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::too_large(MAX_BODY_BYTES))
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(format!("failed to read the request body: {}", e.into()))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&data);
+        } else if total > MAX_BODY_BYTES + DRAIN_BYTES {
+            break;
         }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "failed to read the request body: {e}"
-        ))),
     }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
 }
 
 /// Parse an object body (JSON, or YAML when the content type says so).
@@ -87,12 +108,18 @@ pub fn parse_object(content_type: &str, body: &[u8]) -> Result<Value, ApiError> 
     }
     let value: Value = match content_type {
         "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the request body is not valid JSON: {e}"
-            ))
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
         })?,
+        skiff_apimachinery::protobuf::MEDIA_TYPE => skiff_apimachinery::protobuf::decode(body)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the request body is not a valid Kubernetes protobuf object: {e}"
+                ))
+            })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?,
+            .map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {
@@ -124,7 +151,12 @@ mod tests {
             accept("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io").unwrap(),
             Output::Metadata
         );
-        assert_eq!(accept("application/vnd.kubernetes.protobuf").unwrap_err().code, 406);
+        assert_eq!(
+            accept("application/vnd.kubernetes.protobuf")
+                .unwrap_err()
+                .code,
+            406
+        );
         assert_eq!(
             accept("application/vnd.kubernetes.protobuf,application/json").unwrap(),
             Output::Json
@@ -135,9 +167,18 @@ mod tests {
     fn parses_bodies() {
         assert!(parse_object("application/json", b"{\"a\":1}").is_ok());
         assert!(parse_object("application/yaml", b"a: 1\n").is_ok());
-        assert_eq!(parse_object("application/json", b"{").unwrap_err().code, 400);
-        assert_eq!(parse_object("application/json", b"[1]").unwrap_err().code, 400);
-        assert_eq!(parse_object("application/json", b"  ").unwrap_err().code, 400);
+        assert_eq!(
+            parse_object("application/json", b"{").unwrap_err().code,
+            400
+        );
+        assert_eq!(
+            parse_object("application/json", b"[1]").unwrap_err().code,
+            400
+        );
+        assert_eq!(
+            parse_object("application/json", b"  ").unwrap_err().code,
+            400
+        );
         assert_eq!(parse_object("text/plain", b"{}").unwrap_err().code, 415);
     }
 }

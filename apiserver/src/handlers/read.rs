@@ -114,12 +114,10 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         }
     }
     let mut list_meta = json!({"resourceVersion": revision.to_string()});
-    if more {
-        if let Some(last) = &start {
-            list_meta["continue"] = json!(encode_continue(last, revision));
-            if selectors.is_empty() {
-                list_meta["remainingItemCount"] = json!(remaining);
-            }
+    if more && let Some(last) = &start {
+        list_meta["continue"] = json!(encode_continue(last, revision));
+        if selectors.is_empty() {
+            list_meta["remainingItemCount"] = json!(remaining);
         }
     }
     let body = match ctx.output {
