@@ -1,0 +1,311 @@
+//! Controllers, scheduler and simulated nodes, driven through stock kubectl (/usr/bin/kubectl).
+//!
+//! Each test starts its own `skiff server` (with shortened controller timings where a test
+//! needs them) and `skiff sim` hollow nodes, and kills both when it ends.
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_tests::{eventually, skiff_bin};
+
+/// A server plus simulated nodes.
+struct Cluster {
+    server: Child,
+    sims: Vec<Child>,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    fn start(server_args: &[&str], nodes: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
+        let server = Command::new(skiff_bin())
+            .args(["server", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(server_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff server");
+        let kubeconfig = data.join("kubeconfig");
+        let mut c = Self { server, sims: Vec::new(), dir, kubeconfig };
+        eventually(Duration::from_secs(30), "server ready", || {
+            (c.kubeconfig.exists() && c.kubectl(&["get", "--raw", "/readyz"]).status.success()).then_some(())
+        });
+        if nodes > 0 {
+            c.sim(&["--nodes", &nodes.to_string()]);
+            eventually(Duration::from_secs(30), "nodes Ready", || {
+                let out = c.ok(&["get", "nodes", "--no-headers"]);
+                (out.lines().filter(|l| l.contains(" Ready ")).count() >= nodes).then_some(())
+            });
+        }
+        c
+    }
+
+    /// Start `skiff sim` with extra arguments.
+    fn sim(&mut self, args: &[&str]) {
+        let n = self.sims.len();
+        let log = std::fs::File::create(self.dir.path().join(format!("sim{n}.log"))).expect("log");
+        let child = Command::new(skiff_bin())
+            .arg("sim")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--heartbeat", "1s"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff sim");
+        self.sims.push(child);
+    }
+
+    fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kube-cache"))
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_cmd(args).output().expect("run kubectl")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}{}\n--- server log tail ---\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("kubectl");
+        assert!(out.status.success(), "kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).expect("json")
+    }
+
+    fn items(&self, args: &[&str]) -> Vec<Value> {
+        self.json(args)["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Wait until `get pods -l selector` shows `n` Running+Ready pods (and no others).
+    fn wait_running(&self, selector: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        eventually(timeout, &format!("{n} running pods for {selector}"), || {
+            let pods = self.items(&["get", "pods", "-l", selector]);
+            let running: Vec<Value> = pods
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .filter(|p| p["status"]["phase"] == "Running" && ready(p))
+                .cloned()
+                .collect();
+            let live = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
+            (running.len() == n && live == n).then_some(running)
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for s in &mut self.sims {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        if std::thread::panicking() && std::env::var_os("SKIFF_KEEP_LOGS").is_some() {
+            let kept = self.dir.path().with_extension("kept");
+            let _ = std::fs::rename(self.dir.path(), &kept);
+            eprintln!("logs kept in {}", kept.display());
+        }
+    }
+}
+
+fn ready(p: &Value) -> bool {
+    p["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn names(items: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = items.iter().filter_map(|i| i["metadata"]["name"].as_str().map(str::to_string)).collect();
+    v.sort();
+    v
+}
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn deployment_scales_rolls_out_and_rolls_back() {
+    let c = Cluster::start(&[], 3);
+    c.ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=3"]);
+    let pods = c.wait_running("app=web", 3, T);
+    assert!(pods.iter().all(|p| p["spec"]["nodeName"].as_str().is_some_and(|n| n.starts_with("sim-"))));
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+
+    c.ok(&["scale", "deployment/web", "--replicas=10"]);
+    c.wait_running("app=web", 10, T);
+
+    // Watch every pod change during the rolling update and check availability never dips
+    // below replicas - maxUnavailable (10 - 25% = 8, rounded down to 8... 10*25% = 2.5 -> 2).
+    let mut watch = c
+        .kubectl_cmd(&["get", "pods", "-l", "app=web", "-w", "-o", "json", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let min_seen = Arc::new(Mutex::new(usize::MAX));
+    let reader = {
+        let min_seen = min_seen.clone();
+        std::thread::spawn(move || {
+            let mut state: HashMap<String, bool> = HashMap::new();
+            let stream = serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>();
+            for ev in stream {
+                let Ok(ev) = ev else { break };
+                let obj = &ev["object"];
+                let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let available = ev["type"] != "DELETED" && obj["metadata"]["deletionTimestamp"].is_null() && ready(obj);
+                state.insert(name, available);
+                // Count only once the initial list is in (10 pods seen).
+                if state.len() >= 10 {
+                    let n = state.values().filter(|a| **a).count();
+                    let mut m = min_seen.lock().unwrap();
+                    *m = (*m).min(n);
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    c.ok(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods = c.wait_running("app=web", 10, T);
+    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27"));
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let _ = reader.join();
+    let min = *min_seen.lock().unwrap();
+    assert!(min != usize::MAX, "the watch saw the pods");
+    assert!(min >= 8, "availability dropped to {min} during the rolling update");
+
+    let history = c.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("REVISION"), "{history}");
+    let revisions: Vec<&str> = history.lines().skip(2).filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(revisions.len(), 2, "{history}");
+    let rs = c.items(&["get", "rs", "-l", "app=web"]);
+    assert_eq!(rs.len(), 2);
+    assert!(rs.iter().all(|r| r["metadata"]["labels"]["pod-template-hash"].is_string()));
+    let d = c.json(&["get", "deployment", "web"]);
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+
+    c.ok(&["rollout", "undo", "deployment/web"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods = c.wait_running("app=web", 10, T);
+    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.25"));
+    let d = c.json(&["get", "deployment", "web"]);
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(d["status"]["updatedReplicas"], 10);
+    assert_eq!(d["status"]["availableReplicas"], 10);
+
+    // pause / resume / restart
+    c.ok(&["rollout", "pause", "deployment/web"]);
+    c.ok(&["set", "image", "deployment/web", "nginx=nginx:1.28"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.items(&["get", "rs", "-l", "app=web"]).len(), 2, "paused: no new ReplicaSet");
+    c.ok(&["rollout", "resume", "deployment/web"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    c.ok(&["rollout", "restart", "deployment/web"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let d = c.json(&["get", "deployment", "web"]);
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "5");
+}
+
+#[test]
+fn recreate_strategy_replaces_all_pods() {
+    let c = Cluster::start(&[], 2);
+    c.ok(&["create", "deployment", "db", "--image=postgres:16", "--replicas=2"]);
+    c.ok(&["patch", "deployment", "db", "-p", r#"{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}"#]);
+    c.wait_running("app=db", 2, T);
+    c.ok(&["set", "image", "deployment/db", "postgres=postgres:17"]);
+    c.ok(&["rollout", "status", "deployment/db", "--timeout=60s"]);
+    let pods = c.wait_running("app=db", 2, T);
+    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "postgres:17"));
+}
+
+#[test]
+fn deleted_pod_is_replaced_and_pods_that_fit_nowhere_say_why() {
+    let c = Cluster::start(&[], 2);
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+    let pods = c.wait_running("app=web", 2, T);
+    let victim = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
+    c.ok(&["delete", "pod", &victim]);
+    let pods = c.wait_running("app=web", 2, T);
+    assert!(!names(&pods).contains(&victim), "the deleted pod was replaced by a new one");
+
+    // A pod asking for more CPU than any node has stays Pending, with the reason.
+    c.ok(&["run", "huge", "--image=nginx", "--overrides", r#"{"spec":{"containers":[{"name":"huge","image":"nginx","resources":{"requests":{"cpu":"64"}}}]}}"#]);
+    let describe = eventually(T, "FailedScheduling in describe", || {
+        let d = c.ok(&["describe", "pod", "huge"]);
+        d.contains("FailedScheduling").then_some(d)
+    });
+    assert!(describe.contains("0/2 nodes are available: 2 Insufficient cpu."), "{describe}");
+    let p = c.json(&["get", "pod", "huge"]);
+    assert_eq!(p["status"]["phase"], "Pending");
+    let cond = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").cloned().unwrap();
+    assert_eq!(cond["status"], "False");
+    assert_eq!(cond["reason"], "Unschedulable");
+}
+
+#[test]
+fn pending_pod_is_scheduled_when_a_matching_node_joins() {
+    let mut c = Cluster::start(&[], 1);
+    c.ok(&["run", "picky", "--image=nginx", "--overrides", r#"{"spec":{"nodeSelector":{"disk":"ssd"}}}"#]);
+    eventually(T, "picky FailedScheduling", || {
+        let d = c.ok(&["describe", "pod", "picky"]);
+        d.contains("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.").then_some(())
+    });
+    c.sim(&["--nodes", "1", "--prefix", "ssd-", "--label", "disk=ssd"]);
+    eventually(T, "picky running on ssd-0", || {
+        let p = c.json(&["get", "pod", "picky"]);
+        (p["spec"]["nodeName"] == "ssd-0" && p["status"]["phase"] == "Running").then_some(())
+    });
+}
