@@ -309,3 +309,100 @@ fn pending_pod_is_scheduled_when_a_matching_node_joins() {
         (p["spec"]["nodeName"] == "ssd-0" && p["status"]["phase"] == "Running").then_some(())
     });
 }
+
+#[test]
+fn silent_node_goes_not_ready_and_its_pods_move() {
+    let c = Cluster::start(&["--node-monitor-grace-period=3s", "--default-toleration-seconds=2"], 3);
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=6"]);
+    let pods = c.wait_running("app=web", 6, T);
+    let victim_node = pods[0]["spec"]["nodeName"].as_str().unwrap().to_string();
+    let on_victim: HashSet<String> = pods
+        .iter()
+        .filter(|p| p["spec"]["nodeName"] == victim_node.as_str())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    // Stop that node's heartbeats.
+    c.ok(&["label", "node", &victim_node, "sim.skiff.dev/paused=true"]);
+    eventually(T, "node NotReady", || {
+        let out = c.ok(&["get", "node", &victim_node, "--no-headers"]);
+        out.contains("NotReady").then_some(())
+    });
+    let node = c.json(&["get", "node", &victim_node]);
+    let taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    assert!(taints.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute"), "{taints:?}");
+    // After the toleration its pods are evicted and replaced elsewhere.
+    eventually(T, "replacements on other nodes", || {
+        let pods = c.items(&["get", "pods", "-l", "app=web"]);
+        let live: Vec<&Value> = pods
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| p["status"]["phase"] == "Running" && ready(p))
+            .collect();
+        let evicted = pods
+            .iter()
+            .filter(|p| on_victim.contains(p["metadata"]["name"].as_str().unwrap_or("")))
+            .all(|p| !p["metadata"]["deletionTimestamp"].is_null());
+        (live.len() == 6 && live.iter().all(|p| p["spec"]["nodeName"] != victim_node.as_str()) && evicted).then_some(())
+    });
+    // Heartbeats back: Ready again and untainted.
+    c.ok(&["label", "node", &victim_node, "sim.skiff.dev/paused-"]);
+    eventually(T, "node Ready again", || {
+        let node = c.json(&["get", "node", &victim_node]);
+        let tainted = node["spec"]["taints"].as_array().is_some_and(|t| !t.is_empty());
+        let out = c.ok(&["get", "node", &victim_node, "--no-headers"]);
+        (out.contains(" Ready ") && !tainted).then_some(())
+    });
+}
+
+#[test]
+fn namespace_deletion_removes_everything_and_default_service_account_exists() {
+    let c = Cluster::start(&[], 1);
+    c.ok(&["create", "namespace", "shop"]);
+    eventually(T, "default service account", || {
+        c.kubectl(&["get", "serviceaccount", "default", "-n", "shop"]).status.success().then_some(())
+    });
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2", "-n", "shop"]);
+    c.ok(&["create", "configmap", "cfg", "--from-literal=a=b", "-n", "shop"]);
+    c.ok(&["expose", "deployment", "web", "--port=80", "-n", "shop"]);
+    eventually(T, "pods running in shop", || {
+        let pods = c.items(&["get", "pods", "-n", "shop"]);
+        (pods.len() == 2 && pods.iter().all(ready)).then_some(())
+    });
+    c.ok(&["delete", "namespace", "shop", "--timeout=60s"]);
+    let out = c.kubectl(&["get", "namespace", "shop"]);
+    assert!(!out.status.success(), "namespace is gone");
+    assert!(c.items(&["get", "pods", "-A"]).iter().all(|p| p["metadata"]["namespace"] != "shop"));
+}
+
+#[test]
+fn cascading_deletion_background_foreground_and_orphan() {
+    let c = Cluster::start(&[], 2);
+    // Background (kubectl's default): the ReplicaSet and pods follow the Deployment.
+    c.ok(&["create", "deployment", "bg", "--image=nginx", "--replicas=2"]);
+    c.wait_running("app=bg", 2, T);
+    c.ok(&["delete", "deployment", "bg"]);
+    eventually(T, "bg ReplicaSet and pods gone", || {
+        (c.items(&["get", "rs", "-l", "app=bg"]).is_empty() && c.items(&["get", "pods", "-l", "app=bg"]).is_empty()).then_some(())
+    });
+
+    // Foreground: kubectl waits; when it returns the dependents are already gone.
+    c.ok(&["create", "deployment", "fg", "--image=nginx", "--replicas=2"]);
+    c.wait_running("app=fg", 2, T);
+    c.ok(&["delete", "deployment", "fg", "--cascade=foreground", "--timeout=60s"]);
+    assert!(c.items(&["get", "rs", "-l", "app=fg"]).is_empty(), "ReplicaSets deleted before the Deployment");
+    assert!(c.items(&["get", "pods", "-l", "app=fg"]).is_empty(), "pods deleted before the Deployment");
+
+    // Orphan: the ReplicaSet goes, its pods stay, without owner references.
+    c.ok(&["create", "deployment", "or", "--image=nginx", "--replicas=2"]);
+    c.wait_running("app=or", 2, T);
+    c.ok(&["delete", "deployment", "or", "--cascade=orphan"]);
+    let rs = c.items(&["get", "rs", "-l", "app=or"]);
+    assert_eq!(rs.len(), 1, "orphaned ReplicaSet stays");
+    assert!(rs[0]["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty));
+    let rs_name = rs[0]["metadata"]["name"].as_str().unwrap().to_string();
+    c.ok(&["delete", "rs", &rs_name, "--cascade=orphan"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let pods = c.items(&["get", "pods", "-l", "app=or"]);
+    assert_eq!(pods.len(), 2, "orphaned pods stay");
+    assert!(pods.iter().all(|p| p["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty)));
+}
