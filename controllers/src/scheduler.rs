@@ -82,6 +82,8 @@ struct Placed {
     req: Res,
     ports: Vec<(String, i32)>,
     anti_affinity: Vec<PodAffinityTerm>,
+    /// The controller (owner uid) of the pod, for spreading replicas.
+    owner: Option<String>,
 }
 
 #[derive(Default)]
@@ -97,6 +99,8 @@ struct State {
     cursor: usize,
     pods_with_anti_affinity: usize,
     last_message: HashMap<String, String>,
+    /// (owner uid, node) -> pods of that owner on that node.
+    owner_counts: HashMap<(String, String), u32>,
 }
 
 fn pod_key(p: &Pod) -> String {
@@ -146,6 +150,23 @@ fn host_ports(spec: &PodSpec) -> Vec<(String, i32)> {
         .collect()
 }
 
+fn placed_pod(p: &Pod, node: String) -> Placed {
+    let spec = p.spec.as_ref();
+    Placed {
+        node,
+        ns: p.namespace().unwrap_or_default(),
+        labels: p.labels().clone(),
+        req: spec.map(requests).unwrap_or_default(),
+        ports: spec.map(host_ports).unwrap_or_default(),
+        anti_affinity: spec
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
+            .unwrap_or_default(),
+        owner: util::controller_of(&p.metadata).map(|r| r.uid.clone()),
+    }
+}
+
 fn node_info(n: &Node) -> NodeInfo {
     let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
     let get = |k: &str, milli: bool| {
@@ -191,6 +212,9 @@ impl State {
         if !placed.anti_affinity.is_empty() {
             self.pods_with_anti_affinity += 1;
         }
+        if let Some(o) = &placed.owner {
+            *self.owner_counts.entry((o.clone(), placed.node.clone())).or_insert(0) += 1;
+        }
         self.placed.insert(uid, placed);
     }
 
@@ -200,6 +224,15 @@ impl State {
         };
         if !p.anti_affinity.is_empty() {
             self.pods_with_anti_affinity -= 1;
+        }
+        if let Some(o) = &p.owner {
+            let k = (o.clone(), p.node.clone());
+            if let Some(c) = self.owner_counts.get_mut(&k) {
+                *c -= 1;
+                if *c == 0 {
+                    self.owner_counts.remove(&k);
+                }
+            }
         }
         if let Some(&i) = self.node_index.get(&p.node) {
             let n = &mut self.nodes[i];
@@ -242,19 +275,7 @@ impl State {
                 if finished {
                     return self.unplace(&uid);
                 }
-                let placed = Placed {
-                    node,
-                    ns: p.namespace().unwrap_or_default(),
-                    labels: p.labels().clone(),
-                    req: spec.map(requests).unwrap_or_default(),
-                    ports: spec.map(host_ports).unwrap_or_default(),
-                    anti_affinity: spec
-                        .and_then(|s| s.affinity.as_ref())
-                        .and_then(|a| a.pod_anti_affinity.as_ref())
-                        .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
-                        .unwrap_or_default(),
-                };
-                self.place(uid, placed);
+                self.place(uid, placed_pod(p, node));
                 false
             }
             None => {
@@ -307,10 +328,16 @@ impl State {
                     .map(|(u, _)| u.clone())
                     .collect();
                 for uid in uids {
-                    if let Some(p) = self.placed.remove(&uid) {
-                        if !p.anti_affinity.is_empty() {
-                            self.pods_with_anti_affinity -= 1;
-                        }
+                    if let Some(p) = self.placed.get(&uid) {
+                        let p = Placed {
+                            node: p.node.clone(),
+                            ns: p.ns.clone(),
+                            labels: p.labels.clone(),
+                            req: p.req,
+                            ports: p.ports.clone(),
+                            anti_affinity: p.anti_affinity.clone(),
+                            owner: p.owner.clone(),
+                        };
                         self.place(uid, p);
                     }
                 }
@@ -432,7 +459,7 @@ impl Topology {
             t.anti.push((term.topology_key.clone(), domains));
         }
         if state.pods_with_anti_affinity > 0 {
-            let me = Placed { node: String::new(), ns: ns.clone(), labels: labels.clone(), req: Res::default(), ports: vec![], anti_affinity: vec![] };
+            let me = Placed { node: String::new(), ns: ns.clone(), labels: labels.clone(), req: Res::default(), ports: vec![], anti_affinity: vec![], owner: None };
             for p in state.placed.values().filter(|p| !p.anti_affinity.is_empty()) {
                 for term in &p.anti_affinity {
                     if term_matches(term, &p.ns, &me) {
@@ -514,16 +541,19 @@ impl Topology {
     }
 }
 
-fn score(node: &NodeInfo, req: Res) -> i128 {
+/// Least allocated + balanced allocation, in thousandths, minus a penalty per replica of the
+/// same controller already on the node (so replicas spread, like the default topology spread).
+fn score(node: &NodeInfo, req: Res, same_owner: u32) -> i128 {
+    const FULL: i128 = 1000;
     let frac = |alloc: i128, used: i128| -> i128 {
-        if alloc <= 0 { 100 } else { ((used * 100) / alloc).clamp(0, 100) }
+        if alloc <= 0 { FULL } else { ((used * FULL) / alloc).clamp(0, FULL) }
     };
     let cpu = frac(node.alloc.cpu, node.used.cpu + req.cpu);
     let mem = frac(node.alloc.mem, node.used.mem + req.mem);
     let pods = frac(node.alloc.pods, node.used.pods + req.pods);
-    let least_allocated = ((100 - cpu) + (100 - mem) + (100 - pods)) / 3;
-    let balanced = 100 - (cpu - mem).abs();
-    least_allocated + balanced
+    let least_allocated = ((FULL - cpu) + (FULL - mem) + (FULL - pods)) / 3;
+    let balanced = FULL - (cpu - mem).abs();
+    least_allocated + balanced - i128::from(same_owner) * FULL / 2
 }
 
 /// How many feasible nodes to find before choosing (kube-scheduler's adaptive percentage).
@@ -551,6 +581,7 @@ fn decide(state: &mut State, pod: &Pod) -> Decision {
     let req = requests(spec);
     let ports = host_ports(spec);
     let topo = Topology::build(state, pod, spec);
+    let owner = util::controller_of(&pod.metadata).map(|r| r.uid.clone());
     let want = nodes_to_find(total);
     let mut best: Option<(i128, usize)> = None;
     let mut found = 0usize;
@@ -564,7 +595,12 @@ fn decide(state: &mut State, pod: &Pod) -> Decision {
         match filter(state, node, pod, spec, req, &ports, &topo) {
             Ok(()) => {
                 found += 1;
-                let s = score(node, req) + topo.score(node);
+                let same_owner = owner
+                    .as_ref()
+                    .and_then(|o| state.owner_counts.get(&(o.clone(), node.name.clone())))
+                    .copied()
+                    .unwrap_or(0);
+                let s = score(node, req, same_owner) + topo.score(node) * 10;
                 if best.is_none_or(|(b, _)| s > b) {
                     best = Some((s, i));
                 }
@@ -721,20 +757,7 @@ async fn schedule_loop(client: Client, shared: Arc<Shared>, opts: SchedulerOptio
                 match &decision {
                     Decision::Bind(node) => {
                         st.binding.insert(key.clone());
-                        let spec = pod.spec.as_ref();
-                        let placed = Placed {
-                            node: node.clone(),
-                            ns: pod.namespace().unwrap_or_default(),
-                            labels: pod.labels().clone(),
-                            req: spec.map(requests).unwrap_or_default(),
-                            ports: spec.map(host_ports).unwrap_or_default(),
-                            anti_affinity: spec
-                                .and_then(|s| s.affinity.as_ref())
-                                .and_then(|a| a.pod_anti_affinity.as_ref())
-                                .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
-                                .unwrap_or_default(),
-                        };
-                        st.place(pod.uid().unwrap_or_default(), placed);
+                        st.place(pod.uid().unwrap_or_default(), placed_pod(&pod, node.clone()));
                     }
                     Decision::Unschedulable(msg) => {
                         st.unschedulable.insert(key.clone());

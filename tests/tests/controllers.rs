@@ -313,7 +313,26 @@ fn pending_pod_is_scheduled_when_a_matching_node_joins() {
 #[test]
 fn silent_node_goes_not_ready_and_its_pods_move() {
     let c = Cluster::start(&["--node-monitor-grace-period=3s", "--default-toleration-seconds=2"], 3);
-    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=6"]);
+    // The API server's DefaultTolerationSeconds admission gives pods 300 s on unreachable
+    // nodes; this deployment asks for 2 s instead.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: nginx, image: nginx}]
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+"#,
+    );
     let pods = c.wait_running("app=web", 6, T);
     let victim_node = pods[0]["spec"]["nodeName"].as_str().unwrap().to_string();
     let on_victim: HashSet<String> = pods
@@ -327,9 +346,14 @@ fn silent_node_goes_not_ready_and_its_pods_move() {
         let out = c.ok(&["get", "node", &victim_node, "--no-headers"]);
         out.contains("NotReady").then_some(())
     });
-    let node = c.json(&["get", "node", &victim_node]);
-    let taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
-    assert!(taints.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute"), "{taints:?}");
+    eventually(T, "unreachable NoExecute taint", || {
+        let node = c.json(&["get", "node", &victim_node]);
+        let taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+        taints
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute")
+            .then_some(())
+    });
     // After the toleration its pods are evicted and replaced elsewhere.
     eventually(T, "replacements on other nodes", || {
         let pods = c.items(&["get", "pods", "-l", "app=web"]);
