@@ -430,3 +430,134 @@ fn cascading_deletion_background_foreground_and_orphan() {
     assert_eq!(pods.len(), 2, "orphaned pods stay");
     assert!(pods.iter().all(|p| p["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty)));
 }
+
+/// Start `kubectl get pods -l SELECTOR -w --output-watch-events` and collect (type, name) pairs.
+fn watch_events(c: &Cluster, selector: &str) -> (Child, Arc<Mutex<Vec<(String, String, bool)>>>) {
+    let mut child = c
+        .kubectl_cmd(&["get", "pods", "-l", selector, "-w", "-o", "json", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch");
+    let stdout = child.stdout.take().expect("stdout");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let out = events.clone();
+    std::thread::spawn(move || {
+        for ev in serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>() {
+            let Ok(ev) = ev else { break };
+            let name = ev["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let deleting = !ev["object"]["metadata"]["deletionTimestamp"].is_null();
+            out.lock().unwrap().push((ev["type"].as_str().unwrap_or("").to_string(), name, deleting));
+        }
+    });
+    (child, events)
+}
+
+/// The order in which names first show up with `pred`.
+fn first_seen(events: &[(String, String, bool)], pred: impl Fn(&(String, String, bool)) -> bool) -> Vec<String> {
+    let mut seen = Vec::new();
+    for e in events.iter().filter(|e| pred(e)) {
+        if !seen.contains(&e.1) {
+            seen.push(e.1.clone());
+        }
+    }
+    seen
+}
+
+const STATEFULSET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 3
+  selector: {matchLabels: {app: sts}}
+  template:
+    metadata: {labels: {app: sts}}
+    spec:
+      containers: [{name: nginx, image: nginx:1.25}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"#;
+
+#[test]
+fn statefulset_creates_in_order_updates_and_removes_in_reverse() {
+    let c = Cluster::start(&[], 2);
+    let (mut watch, events) = watch_events(&c, "app=sts");
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok_stdin(&["apply", "-f", "-"], STATEFULSET);
+    let pods = c.wait_running("app=sts", 3, T);
+    assert_eq!(names(&pods), ["web-0", "web-1", "web-2"]);
+    let created = first_seen(&events.lock().unwrap(), |e| e.0 == "ADDED");
+    assert_eq!(created, ["web-0", "web-1", "web-2"], "created in ordinal order");
+    assert!(pods.iter().all(|p| p["spec"]["hostname"] == p["metadata"]["name"] && p["spec"]["subdomain"] == "web"));
+    let pvcs = names(&c.items(&["get", "pvc"]));
+    assert_eq!(pvcs, ["data-web-0", "data-web-1", "data-web-2"]);
+    c.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+
+    // Rolling update with a partition: only ordinals >= 2 move.
+    c.ok(&["patch", "statefulset", "web", "-p", r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}}}}"#]);
+    c.ok(&["set", "image", "statefulset/web", "nginx=nginx:1.27"]);
+    eventually(T, "web-2 updated, web-0/1 not", || {
+        let pods = c.wait_running("app=sts", 3, T);
+        let image = |n: &str| pods.iter().find(|p| p["metadata"]["name"] == n).map(|p| p["spec"]["containers"][0]["image"].clone());
+        (image("web-2") == Some(Value::from("nginx:1.27")) && image("web-0") == Some(Value::from("nginx:1.25"))).then_some(())
+    });
+    let history = c.ok(&["rollout", "history", "statefulset/web"]);
+    assert!(history.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count() >= 2, "{history}");
+    c.ok(&["patch", "statefulset", "web", "-p", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#]);
+    c.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    let pods = c.wait_running("app=sts", 3, T);
+    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27"));
+
+    // Scale to zero: removed from the highest ordinal down.
+    let before = events.lock().unwrap().len();
+    c.ok(&["scale", "statefulset/web", "--replicas=0"]);
+    eventually(T, "all pods gone", || c.items(&["get", "pods", "-l", "app=sts"]).is_empty().then_some(()));
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let ev = events.lock().unwrap();
+    let deleted = first_seen(&ev[before..], |e| e.0 == "DELETED" || e.2);
+    assert_eq!(deleted, ["web-2", "web-1", "web-0"], "removed in reverse order");
+}
+
+const DAEMONSET: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: busybox}]
+"#;
+
+#[test]
+fn daemonset_covers_every_node_and_follows_new_ones() {
+    let mut c = Cluster::start(&[], 2);
+    c.ok_stdin(&["apply", "-f", "-"], DAEMONSET);
+    let pods = c.wait_running("app=agent", 2, T);
+    let mut nodes: Vec<String> = pods.iter().map(|p| p["spec"]["nodeName"].as_str().unwrap().to_string()).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["sim-0", "sim-1"]);
+    c.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
+    // A node added later gets its pod.
+    c.sim(&["--nodes", "1", "--prefix", "late-"]);
+    let pods = c.wait_running("app=agent", 3, T);
+    assert!(pods.iter().any(|p| p["spec"]["nodeName"] == "late-0"));
+    let ds = c.json(&["get", "daemonset", "agent"]);
+    eventually(T, "status counts 3", || {
+        let ds = c.json(&["get", "daemonset", "agent"]);
+        (ds["status"]["desiredNumberScheduled"] == 3 && ds["status"]["numberReady"] == 3).then_some(())
+    });
+    assert_eq!(ds["kind"], "DaemonSet");
+    // A rolling update replaces every pod.
+    c.ok(&["set", "image", "daemonset/agent", "agent=busybox:1.36"]);
+    c.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
+    let pods = c.wait_running("app=agent", 3, T);
+    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.36"));
+}
