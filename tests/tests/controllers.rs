@@ -561,3 +561,97 @@ fn daemonset_covers_every_node_and_follows_new_ones() {
     let pods = c.wait_running("app=agent", 3, T);
     assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.36"));
 }
+
+#[test]
+fn job_runs_to_completion_with_retries_and_gives_up_at_the_backoff_limit() {
+    let c = Cluster::start(&["--job-backoff=1s"], 2);
+    // The simulated node fails the first two pods of this Job; it retries and completes.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: flaky}
+spec:
+  completions: 2
+  parallelism: 1
+  backoffLimit: 4
+  template:
+    metadata:
+      annotations: {sim.skiff.dev/fail-first: "2", sim.skiff.dev/run-seconds: "0.5"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: work, image: busybox, command: [sh, -c, "echo hi"]}]
+"#,
+    );
+    c.ok(&["wait", "--for=condition=complete", "job/flaky", "--timeout=60s"]);
+    let job = c.json(&["get", "job", "flaky"]);
+    assert_eq!(job["status"]["succeeded"], 2);
+    assert_eq!(job["status"]["failed"], 2);
+    let pods = c.items(&["get", "pods", "-l", "job-name=flaky"]);
+    assert_eq!(pods.len(), 4, "two failed attempts and two successes");
+    let out = c.ok(&["get", "job", "flaky"]);
+    assert!(out.contains("Complete") && out.contains("2/2"), "{out}");
+
+    // A command that always fails: the Job fails after backoffLimit retries.
+    c.ok(&["create", "job", "doomed", "--image=busybox", "--", "sh", "-c", "exit 3"]);
+    c.ok(&["patch", "job", "doomed", "--type=merge", "-p", r#"{"spec":{"backoffLimit":1}}"#]);
+    c.ok(&["wait", "--for=condition=failed", "job/doomed", "--timeout=60s"]);
+    let describe = c.ok(&["describe", "job", "doomed"]);
+    assert!(describe.contains("BackoffLimitExceeded"), "{describe}");
+}
+
+#[test]
+fn cronjob_fires_on_schedule_and_jobs_can_be_created_from_it() {
+    let c = Cluster::start(&[], 1);
+    c.ok(&["create", "cronjob", "tick", "--image=busybox", "--schedule=*/1 * * * *", "--", "sh", "-c", "date"]);
+    // Manual run, as kubectl does it (client side): owned by the CronJob, annotated manual.
+    c.ok(&["create", "job", "tick-manual", "--from=cronjob/tick"]);
+    c.ok(&["wait", "--for=condition=complete", "job/tick-manual", "--timeout=60s"]);
+    // The schedule fires within the next minute.
+    let job = eventually(Duration::from_secs(75), "a scheduled job", || {
+        c.items(&["get", "jobs"])
+            .into_iter()
+            .find(|j| j["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("tick-") && n != "tick-manual"))
+    });
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    let name = job["metadata"]["name"].as_str().unwrap().to_string();
+    c.ok(&["wait", "--for=condition=complete", &format!("job/{name}"), "--timeout=60s"]);
+    eventually(T, "lastScheduleTime and lastSuccessfulTime", || {
+        let cj = c.json(&["get", "cronjob", "tick"]);
+        (cj["status"]["lastScheduleTime"].is_string() && cj["status"]["lastSuccessfulTime"].is_string()).then_some(())
+    });
+    let out = c.ok(&["get", "cronjob", "tick"]);
+    assert!(out.contains("*/1 * * * *"), "{out}");
+}
+
+#[test]
+fn services_get_endpoints_and_endpoint_slices_of_ready_pods() {
+    let c = Cluster::start(&[], 2);
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3", "--port=8080"]);
+    c.ok(&["expose", "deployment", "web", "--port=80", "--target-port=8080"]);
+    let pods = c.wait_running("app=web", 3, T);
+    let mut ips: Vec<String> = pods.iter().map(|p| p["status"]["podIP"].as_str().unwrap().to_string()).collect();
+    ips.sort();
+    let ep = eventually(T, "3 endpoint addresses", || {
+        let ep = c.json(&["get", "endpoints", "web"]);
+        let n = ep["subsets"][0]["addresses"].as_array().map_or(0, Vec::len);
+        (n == 3).then_some(ep)
+    });
+    let mut got: Vec<String> = ep["subsets"][0]["addresses"].as_array().unwrap().iter().map(|a| a["ip"].as_str().unwrap().to_string()).collect();
+    got.sort();
+    assert_eq!(got, ips);
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], 8080);
+    let slices = c.items(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web"]);
+    assert_eq!(slices.len(), 1);
+    assert_eq!(slices[0]["endpoints"].as_array().unwrap().len(), 3);
+    assert_eq!(slices[0]["ports"][0]["port"], 8080);
+    let out = c.ok(&["get", "endpoints", "web"]);
+    assert!(out.contains(":8080"), "{out}");
+    // Scaling down shrinks the endpoints.
+    c.ok(&["scale", "deployment/web", "--replicas=1"]);
+    eventually(T, "1 endpoint address", || {
+        let ep = c.json(&["get", "endpoints", "web"]);
+        (ep["subsets"][0]["addresses"].as_array().map_or(0, Vec::len) == 1).then_some(())
+    });
+}
