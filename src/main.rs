@@ -77,7 +77,9 @@ enum Command {
 /// "40s", "500ms", "5m", "1h" or plain seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     let secs = match unit {
@@ -85,7 +87,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
@@ -197,7 +203,10 @@ async fn sim(kubeconfig: PathBuf, opts: skiff_controllers::sim::SimOptions) -> E
 /// TLS or port, but every request still carries a user and passes authentication, validation
 /// and admission exactly as a remote client's would (the same `Api::handle` entry point).
 /// Saving the TLS and socket work matters at scale: binding 5,000 pods/s is 5,000 requests/s.
-fn start_control_loops(api: std::sync::Arc<skiff_apiserver::Api>, opts: skiff_controllers::Options) {
+fn start_control_loops(
+    api: std::sync::Arc<skiff_apiserver::Api>,
+    opts: skiff_controllers::Options,
+) {
     let client_as = |user: &str| {
         let api = api.clone();
         let user = skiff_apiserver::User::new(user, vec!["system:masters".into()]);

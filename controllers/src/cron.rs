@@ -20,7 +20,9 @@ pub struct Schedule {
 #[error("invalid schedule {0:?}")]
 pub struct ParseError(String);
 
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 fn value(s: &str, names: &[&str], offset: u32) -> Option<u32> {
@@ -30,7 +32,13 @@ fn value(s: &str, names: &[&str], offset: u32) -> Option<u32> {
     s.parse().ok()
 }
 
-fn field(spec: &str, min: u32, max: u32, names: &[&str], name_offset: u32) -> Option<(Vec<bool>, bool)> {
+fn field(
+    spec: &str,
+    min: u32,
+    max: u32,
+    names: &[&str],
+    name_offset: u32,
+) -> Option<(Vec<bool>, bool)> {
     let size = usize::try_from(max + 1).ok()?;
     let mut set = vec![false; size];
     let any = spec == "*" || spec == "?";
@@ -82,7 +90,15 @@ impl Schedule {
         if weekdays[7] {
             weekdays[0] = true; // 7 is Sunday too
         }
-        Ok(Self { minutes, hours, days, months, weekdays, days_any, weekdays_any })
+        Ok(Self {
+            minutes,
+            hours,
+            days,
+            months,
+            weekdays,
+            days_any,
+            weekdays_any,
+        })
     }
 
     fn day_matches(&self, dt: DateTime) -> bool {
@@ -100,20 +116,48 @@ impl Schedule {
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         let tz = jiff::tz::TimeZone::UTC;
         let start = t.to_zoned(tz.clone()).datetime();
-        let mut dt = start.checked_add(1.minute()).ok()?.with().second(0).subsec_nanosecond(0).build().ok()?;
+        let mut dt = start
+            .checked_add(1.minute())
+            .ok()?
+            .with()
+            .second(0)
+            .subsec_nanosecond(0)
+            .build()
+            .ok()?;
         // Five years covers every valid schedule (Feb 29 on a given weekday included).
         let limit = start.checked_add(5.years()).ok()?;
         while dt <= limit {
             if !self.months[usize::try_from(dt.month()).ok()?] {
-                dt = dt.first_of_month().checked_add(1.month()).ok()?.with().hour(0).minute(0).build().ok()?;
+                dt = dt
+                    .first_of_month()
+                    .checked_add(1.month())
+                    .ok()?
+                    .with()
+                    .hour(0)
+                    .minute(0)
+                    .build()
+                    .ok()?;
                 continue;
             }
             if !self.day_matches(dt) {
-                dt = dt.checked_add(1.day()).ok()?.with().hour(0).minute(0).build().ok()?;
+                dt = dt
+                    .checked_add(1.day())
+                    .ok()?
+                    .with()
+                    .hour(0)
+                    .minute(0)
+                    .build()
+                    .ok()?;
                 continue;
             }
             if !self.hours[usize::try_from(dt.hour()).ok()?] {
-                dt = dt.checked_add(1.hour()).ok()?.with().minute(0).build().ok()?;
+                dt = dt
+                    .checked_add(1.hour())
+                    .ok()?
+                    .with()
+                    .minute(0)
+                    .build()
+                    .ok()?;
                 continue;
             }
             if !self.minutes[usize::try_from(dt.minute()).ok()?] {
@@ -132,10 +176,10 @@ impl Schedule {
             return None;
         }
         // Skip ahead cheaply over long gaps: start from one minute before `now` if far behind.
-        if now.as_second() - t.as_second() > 3600 {
-            if let Some(recent) = self.previous_or_at(now) {
-                return Some(recent);
-            }
+        if now.as_second() - t.as_second() > 3600
+            && let Some(recent) = self.previous_or_at(now)
+        {
+            return Some(recent);
         }
         while let Some(n) = self.next_after(t) {
             if n > now {
@@ -150,19 +194,21 @@ impl Schedule {
         // Walk back day by day to find a day with a match, then take its last match <= now.
         let mut probe = now.checked_sub(jiff::SignedDuration::from_hours(24)).ok()?;
         for _ in 0..(366 * 5) {
-            if let Some(first) = self.next_after(probe) {
-                if first <= now {
-                    let mut t = first;
-                    while let Some(n) = self.next_after(t) {
-                        if n > now {
-                            break;
-                        }
-                        t = n;
+            if let Some(first) = self.next_after(probe)
+                && first <= now
+            {
+                let mut t = first;
+                while let Some(n) = self.next_after(t) {
+                    if n > now {
+                        break;
                     }
-                    return Some(t);
+                    t = n;
                 }
+                return Some(t);
             }
-            probe = probe.checked_sub(jiff::SignedDuration::from_hours(24)).ok()?;
+            probe = probe
+                .checked_sub(jiff::SignedDuration::from_hours(24))
+                .ok()?;
         }
         None
     }
@@ -179,27 +225,45 @@ mod tests {
     #[test]
     fn every_minute_and_steps() {
         let s = Schedule::parse("*/1 * * * *").unwrap();
-        assert_eq!(s.next_after(ts("2024-01-01T10:00:30Z")), Some(ts("2024-01-01T10:01:00Z")));
+        assert_eq!(
+            s.next_after(ts("2024-01-01T10:00:30Z")),
+            Some(ts("2024-01-01T10:01:00Z"))
+        );
         let s = Schedule::parse("*/15 * * * *").unwrap();
-        assert_eq!(s.next_after(ts("2024-01-01T10:01:00Z")), Some(ts("2024-01-01T10:15:00Z")));
+        assert_eq!(
+            s.next_after(ts("2024-01-01T10:01:00Z")),
+            Some(ts("2024-01-01T10:15:00Z"))
+        );
     }
 
     #[test]
     fn names_ranges_and_macros() {
         let s = Schedule::parse("30 9 * * MON-FRI").unwrap();
         // 2024-01-06 is a Saturday: next run is Monday 09:30.
-        assert_eq!(s.next_after(ts("2024-01-06T12:00:00Z")), Some(ts("2024-01-08T09:30:00Z")));
+        assert_eq!(
+            s.next_after(ts("2024-01-06T12:00:00Z")),
+            Some(ts("2024-01-08T09:30:00Z"))
+        );
         let s = Schedule::parse("@monthly").unwrap();
-        assert_eq!(s.next_after(ts("2024-01-15T00:00:00Z")), Some(ts("2024-02-01T00:00:00Z")));
+        assert_eq!(
+            s.next_after(ts("2024-01-15T00:00:00Z")),
+            Some(ts("2024-02-01T00:00:00Z"))
+        );
         let s = Schedule::parse("0 0 29 FEB *").unwrap();
-        assert_eq!(s.next_after(ts("2024-03-01T00:00:00Z")), Some(ts("2028-02-29T00:00:00Z")));
+        assert_eq!(
+            s.next_after(ts("2024-03-01T00:00:00Z")),
+            Some(ts("2028-02-29T00:00:00Z"))
+        );
     }
 
     #[test]
     fn day_of_month_or_day_of_week() {
         // The 13th, or any Friday.
         let s = Schedule::parse("0 0 13 * 5").unwrap();
-        assert_eq!(s.next_after(ts("2024-01-01T00:00:00Z")), Some(ts("2024-01-05T00:00:00Z")));
+        assert_eq!(
+            s.next_after(ts("2024-01-01T00:00:00Z")),
+            Some(ts("2024-01-05T00:00:00Z"))
+        );
     }
 
     #[test]
@@ -212,8 +276,17 @@ mod tests {
     #[test]
     fn last_due_finds_the_most_recent_missed_time() {
         let s = Schedule::parse("*/5 * * * *").unwrap();
-        assert_eq!(s.last_due(ts("2024-01-01T10:00:00Z"), ts("2024-01-01T10:12:00Z")), Some(ts("2024-01-01T10:10:00Z")));
-        assert_eq!(s.last_due(ts("2024-01-01T10:00:00Z"), ts("2024-01-01T10:04:00Z")), None);
-        assert_eq!(s.last_due(ts("2024-01-01T10:00:00Z"), ts("2024-03-01T10:12:00Z")), Some(ts("2024-03-01T10:10:00Z")));
+        assert_eq!(
+            s.last_due(ts("2024-01-01T10:00:00Z"), ts("2024-01-01T10:12:00Z")),
+            Some(ts("2024-01-01T10:10:00Z"))
+        );
+        assert_eq!(
+            s.last_due(ts("2024-01-01T10:00:00Z"), ts("2024-01-01T10:04:00Z")),
+            None
+        );
+        assert_eq!(
+            s.last_due(ts("2024-01-01T10:00:00Z"), ts("2024-03-01T10:12:00Z")),
+            Some(ts("2024-03-01T10:10:00Z"))
+        );
     }
 }

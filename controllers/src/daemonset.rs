@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, Toleration,
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+    Toleration,
 };
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::ResourceExt;
 use serde_json::json;
 
 use crate::deployment::scaled_value;
@@ -28,7 +29,13 @@ use crate::util;
 pub fn node_to_daemonsets(
     store: Store<DaemonSet>,
 ) -> impl Fn(Arc<Node>) -> Vec<ObjectRef<DaemonSet>> + Send + Sync + 'static {
-    move |_node| store.state().iter().map(|d| ObjectRef::from(d.as_ref())).collect()
+    move |_node| {
+        store
+            .state()
+            .iter()
+            .map(|d| ObjectRef::from(d.as_ref()))
+            .collect()
+    }
 }
 
 /// The tolerations the DaemonSet controller adds to every daemon pod.
@@ -58,7 +65,11 @@ fn eligible(ds: &DaemonSet, node: &Node) -> bool {
     }
     let mut tolerations = spec.tolerations.clone().unwrap_or_default();
     tolerations.extend(daemon_tolerations());
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     util::untolerated(&taints, &tolerations, &["NoSchedule", "NoExecute"]).is_none()
 }
 
@@ -93,17 +104,31 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
     let uid = util::uid(&ds.metadata).to_string();
     let pods_api: Api<Pod> = ctx.api(&ns);
     let selector_labels = spec.selector.match_labels.clone().unwrap_or_default();
-    let rev_name = revisions::sync(&ctx, ds.as_ref(), &spec.template, &selector_labels, spec.revision_history_limit.unwrap_or(10), &[]).await?;
-    let hash = rev_name.strip_prefix(&format!("{name}-")).unwrap_or(&rev_name).to_string();
+    let rev_name = revisions::sync(
+        &ctx,
+        ds.as_ref(),
+        &spec.template,
+        &selector_labels,
+        spec.revision_history_limit.unwrap_or(10),
+        &[],
+    )
+    .await?;
+    let hash = rev_name
+        .strip_prefix(&format!("{name}-"))
+        .unwrap_or(&rev_name)
+        .to_string();
 
-    let can_create = ctx.expectations.satisfied(&uid, pod_seen(&ctx.stores.pods, &ns));
+    let can_create = ctx
+        .expectations
+        .satisfied(&uid, pod_seen(&ctx.stores.pods, &ns));
     let nodes = ctx.stores.nodes.state();
     let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
     for p in ctx.pods_in(&ns) {
-        if util::controller_of(&p.metadata).is_some_and(|r| r.uid == uid) && !util::terminating(&p.metadata) {
-            if let Some(n) = target_node(&p) {
-                by_node.entry(n).or_default().push(p);
-            }
+        if util::controller_of(&p.metadata).is_some_and(|r| r.uid == uid)
+            && !util::terminating(&p.metadata)
+            && let Some(n) = target_node(&p)
+        {
+            by_node.entry(n).or_default().push(p);
         }
     }
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
@@ -122,9 +147,15 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
         if eligible(&ds, node) {
             desired += 1;
             // Failed pods are replaced.
-            let (failed, live): (Vec<_>, Vec<_>) = pods.into_iter().partition(|p| util::pod_phase(p) == "Failed");
+            let (failed, live): (Vec<_>, Vec<_>) = pods
+                .into_iter()
+                .partition(|p| util::pod_phase(p) == "Failed");
             for p in failed {
-                let r = pods_api.delete(&p.name_any(), &DeleteParams::default()).await.map(|_| ()).map_err(Error::from);
+                let r = pods_api
+                    .delete(&p.name_any(), &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+                    .map_err(Error::from);
                 tolerate(r, &[404, 409])?;
             }
             match live.split_first() {
@@ -137,7 +168,11 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
                 Some((first, rest)) => {
                     current += 1;
                     for extra in rest {
-                        let r = pods_api.delete(&extra.name_any(), &DeleteParams::default()).await.map(|_| ()).map_err(Error::from);
+                        let r = pods_api
+                            .delete(&extra.name_any(), &DeleteParams::default())
+                            .await
+                            .map(|_| ())
+                            .map_err(Error::from);
                         tolerate(r, &[404, 409])?;
                     }
                     if util::pod_ready(first) {
@@ -158,7 +193,11 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
         } else if !pods.is_empty() {
             misscheduled += 1;
             for p in pods {
-                let r = pods_api.delete(&p.name_any(), &DeleteParams::default()).await.map(|_| ()).map_err(Error::from);
+                let r = pods_api
+                    .delete(&p.name_any(), &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+                    .map_err(Error::from);
                 tolerate(r, &[404, 409])?;
             }
         }
@@ -166,15 +205,25 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
     // Pods for nodes that no longer exist.
     for pods in by_node.into_values() {
         for p in pods {
-            let r = pods_api.delete(&p.name_any(), &DeleteParams::default()).await.map(|_| ()).map_err(Error::from);
+            let r = pods_api
+                .delete(&p.name_any(), &DeleteParams::default())
+                .await
+                .map(|_| ())
+                .map_err(Error::from);
             tolerate(r, &[404, 409])?;
         }
     }
     // Rolling update within maxUnavailable.
     let strategy = spec.update_strategy.as_ref();
-    if strategy.and_then(|s| s.type_.as_deref()).unwrap_or("RollingUpdate") == "RollingUpdate" {
+    if strategy
+        .and_then(|s| s.type_.as_deref())
+        .unwrap_or("RollingUpdate")
+        == "RollingUpdate"
+    {
         let max_unavailable = scaled_value(
-            strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.max_unavailable.as_ref()),
+            strategy
+                .and_then(|s| s.rolling_update.as_ref())
+                .and_then(|r| r.max_unavailable.as_ref()),
             desired,
             "1",
             true,
@@ -189,7 +238,11 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
             if costs && spent >= budget {
                 break;
             }
-            let r = pods_api.delete(&p.name_any(), &DeleteParams::default()).await.map(|_| ()).map_err(Error::from);
+            let r = pods_api
+                .delete(&p.name_any(), &DeleteParams::default())
+                .await
+                .map(|_| ())
+                .map_err(Error::from);
             tolerate(r, &[404, 409])?;
             if costs {
                 spent += 1;
@@ -211,18 +264,29 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
     if ds.status.as_ref() != Some(&status) {
         let api: Api<DaemonSet> = ctx.api(&ns);
         let r = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
             .map(|_| ())
             .map_err(Error::from);
         tolerate(r, &[404])?;
     }
-    Ok(Action::requeue(Duration::from_secs(if unavailable_now > 0 { 2 } else { 300 })))
+    Ok(Action::requeue(Duration::from_secs(
+        if unavailable_now > 0 { 2 } else { 300 },
+    )))
 }
 
 async fn create_pod(ctx: &Ctx, ds: &DaemonSet, node: &str, hash: &str) -> Result<(), Error> {
     let spec = ds.spec.clone().unwrap_or_default();
-    let mut pod = pod_from_template(ds, &spec.template, None, Some(format!("{}-", ds.name_any())));
+    let mut pod = pod_from_template(
+        ds,
+        &spec.template,
+        None,
+        Some(format!("{}-", ds.name_any())),
+    );
     pod.metadata
         .labels
         .get_or_insert_with(BTreeMap::new)
@@ -237,19 +301,32 @@ async fn create_pod(ctx: &Ctx, ds: &DaemonSet, node: &str, hash: &str) -> Result
             match_expressions: None,
         };
         let affinity = ps.affinity.get_or_insert_with(Affinity::default);
-        let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
-        na.required_during_scheduling_ignored_during_execution = Some(NodeSelector { node_selector_terms: vec![term] });
+        let na = affinity
+            .node_affinity
+            .get_or_insert_with(NodeAffinity::default);
+        na.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
+            node_selector_terms: vec![term],
+        });
         let tolerations = ps.tolerations.get_or_insert_with(Vec::new);
         for t in daemon_tolerations() {
-            if !tolerations.iter().any(|e| e.key == t.key && e.effect == t.effect) {
+            if !tolerations
+                .iter()
+                .any(|e| e.key == t.key && e.effect == t.effect)
+            {
                 tolerations.push(t);
             }
         }
     }
     let api: Api<Pod> = ctx.api(&ds.namespace().unwrap_or_default());
     let created = api.create(&PostParams::default(), &pod).await?;
-    ctx.expectations.expect_create(util::uid(&ds.metadata), created.name_any());
-    ctx.events.publish(ds, false, "SuccessfulCreate", format!("Created pod: {}", created.name_any()));
+    ctx.expectations
+        .expect_create(util::uid(&ds.metadata), created.name_any());
+    ctx.events.publish(
+        ds,
+        false,
+        "SuccessfulCreate",
+        format!("Created pod: {}", created.name_any()),
+    );
     Ok(())
 }
 
@@ -264,7 +341,8 @@ mod tests {
             spec: Some(DaemonSetSpec {
                 template: PodTemplateSpec {
                     spec: Some(PodSpec {
-                        node_selector: node_selector.map(|(k, v)| [(k.to_string(), v.to_string())].into()),
+                        node_selector: node_selector
+                            .map(|(k, v)| [(k.to_string(), v.to_string())].into()),
                         ..PodSpec::default()
                     }),
                     ..PodTemplateSpec::default()
@@ -278,9 +356,20 @@ mod tests {
     fn node(labels: &[(&str, &str)], taint: Option<&str>) -> Node {
         let mut n = Node::default();
         n.metadata.name = Some("n".into());
-        n.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        n.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         n.spec = Some(NodeSpec {
-            taints: taint.map(|k| vec![Taint { key: k.into(), effect: "NoSchedule".into(), ..Taint::default() }]),
+            taints: taint.map(|k| {
+                vec![Taint {
+                    key: k.into(),
+                    effect: "NoSchedule".into(),
+                    ..Taint::default()
+                }]
+            }),
             ..NodeSpec::default()
         });
         n
@@ -290,9 +379,15 @@ mod tests {
     fn eligibility_follows_selectors_and_taints() {
         assert!(eligible(&ds(None), &node(&[], None)));
         assert!(!eligible(&ds(Some(("role", "edge"))), &node(&[], None)));
-        assert!(eligible(&ds(Some(("role", "edge"))), &node(&[("role", "edge")], None)));
+        assert!(eligible(
+            &ds(Some(("role", "edge"))),
+            &node(&[("role", "edge")], None)
+        ));
         assert!(!eligible(&ds(None), &node(&[], Some("dedicated"))));
         // Daemon pods tolerate cordoned and pressured nodes.
-        assert!(eligible(&ds(None), &node(&[], Some("node.kubernetes.io/unschedulable"))));
+        assert!(eligible(
+            &ds(None),
+            &node(&[], Some("node.kubernetes.io/unschedulable"))
+        ));
     }
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use serde_json::json;
 
 use crate::runtime::{Ctx, Error, tolerate};
@@ -53,13 +53,19 @@ fn status_of(rs: &ReplicaSet) -> (i32, i32, i32) {
 
 /// Resolve an int-or-percent against `total`, rounding up or down.
 pub fn scaled_value(v: Option<&IntOrString>, total: i32, default: &str, round_up: bool) -> i32 {
-    let v = v.cloned().unwrap_or(IntOrString::String(default.to_string()));
+    let v = v
+        .cloned()
+        .unwrap_or(IntOrString::String(default.to_string()));
     match v {
         IntOrString::Int(i) => i,
         IntOrString::String(s) => {
             let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
             let num = pct * i64::from(total);
-            let r = if round_up { (num + 99) / 100 } else { num / 100 };
+            let r = if round_up {
+                (num + 99) / 100
+            } else {
+                num / 100
+            };
             i32::try_from(r).unwrap_or(0)
         }
     }
@@ -103,11 +109,7 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
     let rs_api: Api<ReplicaSet> = ctx.api(&ns);
     let replicas = spec.replicas.unwrap_or(1);
     let paused = spec.paused.unwrap_or(false);
-    let recreate = spec
-        .strategy
-        .as_ref()
-        .and_then(|s| s.type_.as_deref())
-        == Some("Recreate");
+    let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
 
     // Claim ReplicaSets: ours, plus matching orphans.
     let mut all: Vec<ReplicaSet> = Vec::new();
@@ -119,14 +121,28 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
         if util::terminating(&rs.metadata) {
             continue;
         }
-        let matches = util::selector_matches(&spec.selector, rs.spec.as_ref().and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.as_ref()));
+        let matches = util::selector_matches(
+            &spec.selector,
+            rs.spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref()),
+        );
         match util::controller_of(&rs.metadata) {
             Some(r) if r.uid == uid => all.push((*rs).clone()),
             None if matches => {
                 let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
                 refs.push(util::owner_ref(d.as_ref()));
                 let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": rs.metadata.resource_version}});
-                match rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+                match rs_api
+                    .patch(
+                        &rs.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
+                    .await
+                {
                     Ok(r) => all.push(r),
                     Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                     Err(e) => return Err(e.into()),
@@ -138,13 +154,12 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
 
     let template = spec.template.clone();
     let find_new = |all: &[ReplicaSet]| {
-        all.iter()
-            .position(|rs| {
-                rs.spec
-                    .as_ref()
-                    .and_then(|s| s.template.as_ref())
-                    .is_some_and(|t| util::template_without(t, HASH_LABEL) == template)
-            })
+        all.iter().position(|rs| {
+            rs.spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .is_some_and(|t| util::template_without(t, HASH_LABEL) == template)
+        })
     };
     let max_old_revision = |all: &[ReplicaSet], skip: Option<usize>| {
         all.iter()
@@ -171,7 +186,9 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
         let rs_name = format!("{name}-{hash}");
         let mut tmpl = template.clone();
         let tm = tmpl.metadata.get_or_insert_with(ObjectMeta::default);
-        tm.labels.get_or_insert_with(BTreeMap::new).insert(HASH_LABEL.into(), hash.clone());
+        tm.labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(HASH_LABEL.into(), hash.clone());
         let mut selector: LabelSelector = spec.selector.clone();
         selector
             .match_labels
@@ -205,7 +222,12 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
         };
         match rs_api.create(&PostParams::default(), &rs).await {
             Ok(created) => {
-                ctx.events.publish(d.as_ref(), false, "ScalingReplicaSet", format!("Scaled up replica set {rs_name} from 0 to {initial}"));
+                ctx.events.publish(
+                    d.as_ref(),
+                    false,
+                    "ScalingReplicaSet",
+                    format!("Scaled up replica set {rs_name} from 0 to {initial}"),
+                );
                 all.push(created);
                 new_idx = Some(all.len() - 1);
                 created_new = true;
@@ -214,8 +236,12 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
                 // Same name, different template: a hash collision. Count it and try again.
                 collision_count = Some(collision_count.unwrap_or(0) + 1);
                 let api: Api<Deployment> = ctx.api(&ns);
-                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"collisionCount": collision_count}})))
-                    .await?;
+                api.patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"collisionCount": collision_count}})),
+                )
+                .await?;
                 return Ok(Action::requeue(Duration::from_millis(100)));
             }
             Err(e) => return Err(e.into()),
@@ -247,23 +273,52 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
         }
         if &want != rs.annotations() {
             let patch = json!({"metadata": {"annotations": want}});
-            let updated = rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+            let updated = rs_api
+                .patch(
+                    &rs.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await?;
             all[i] = updated;
         }
-        let rev = all[i].annotations().get(REVISION).cloned().unwrap_or_default();
+        let rev = all[i]
+            .annotations()
+            .get(REVISION)
+            .cloned()
+            .unwrap_or_default();
         if d.annotations().get(REVISION) != Some(&rev) {
             let api: Api<Deployment> = ctx.api(&ns);
             let patch = json!({"metadata": {"annotations": {REVISION: rev}}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
         }
     }
 
     // Decide the replica counts.
-    let mut plan = Plan { scale: all.iter().map(|rs| (rs.name_any(), spec_replicas(rs))).collect() };
+    let mut plan = Plan {
+        scale: all
+            .iter()
+            .map(|rs| (rs.name_any(), spec_replicas(rs)))
+            .collect(),
+    };
     let new_name = new_idx.map(|i| all[i].name_any());
     let olds: Vec<&ReplicaSet> = {
-        let mut o: Vec<&ReplicaSet> = all.iter().enumerate().filter(|(i, _)| Some(*i) != new_idx).map(|(_, r)| r).collect();
-        o.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()), r.name_any()));
+        let mut o: Vec<&ReplicaSet> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != new_idx)
+            .map(|(_, r)| r)
+            .collect();
+        o.sort_by_key(|r| {
+            (
+                r.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second()),
+                r.name_any(),
+            )
+        });
         o
     };
     if paused {
@@ -282,7 +337,15 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
             plan.scale.insert(nn.clone(), replicas);
         }
     } else if let (Some(i), Some(nn)) = (new_idx, &new_name) {
-        rolling(&mut plan, &all[i], nn, &olds, replicas, surge, max_unavailable);
+        rolling(
+            &mut plan,
+            &all[i],
+            nn,
+            &olds,
+            replicas,
+            surge,
+            max_unavailable,
+        );
     }
 
     // Apply the plan: scale-ups and scale-downs as patches of spec.replicas.
@@ -298,7 +361,9 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
             "metadata": {"annotations": {DESIRED_REPLICAS: replicas.to_string(), MAX_REPLICAS: (replicas + surge).to_string()}},
             "spec": {"replicas": want},
         });
-        let r = rs_api.patch(&n, &PatchParams::default(), &Patch::Merge(patch)).await;
+        let r = rs_api
+            .patch(&n, &PatchParams::default(), &Patch::Merge(patch))
+            .await;
         match r {
             Ok(updated) => *rs = updated,
             Err(kube::Error::Api(s)) if s.code == 404 => continue,
@@ -306,7 +371,12 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
         }
         if want != have {
             let verb = if want > have { "up" } else { "down" };
-            ctx.events.publish(d.as_ref(), false, "ScalingReplicaSet", format!("Scaled {verb} replica set {n} from {have} to {want}"));
+            ctx.events.publish(
+                d.as_ref(),
+                false,
+                "ScalingReplicaSet",
+                format!("Scaled {verb} replica set {n} from {have} to {want}"),
+            );
         }
     }
 
@@ -315,24 +385,49 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
         let limit = usize::try_from(spec.revision_history_limit.unwrap_or(10).max(0)).unwrap_or(10);
         let mut empty: Vec<&ReplicaSet> = all
             .iter()
-            .filter(|r| Some(r.name_any()) != new_name && spec_replicas(r) == 0 && status_of(r).0 == 0)
+            .filter(|r| {
+                Some(r.name_any()) != new_name && spec_replicas(r) == 0 && status_of(r).0 == 0
+            })
             .collect();
         if empty.len() > limit {
             empty.sort_by_key(|r| revision_of(r));
             let excess = empty.len() - limit;
             for r in empty.into_iter().take(excess) {
-                let res = rs_api.delete(&r.name_any(), &DeleteParams::background()).await.map(|_| ()).map_err(Error::from);
+                let res = rs_api
+                    .delete(&r.name_any(), &DeleteParams::background())
+                    .await
+                    .map(|_| ())
+                    .map_err(Error::from);
                 tolerate(res, &[404, 409])?;
             }
         }
     }
 
-    update_status(&ctx, &d, &all, new_idx, replicas, max_unavailable, paused, created_new, collision_count).await
+    update_status(
+        &ctx,
+        &d,
+        &all,
+        new_idx,
+        replicas,
+        max_unavailable,
+        paused,
+        created_new,
+        collision_count,
+    )
+    .await
 }
 
 /// One step of a rolling update: scale the new ReplicaSet up within maxSurge, else scale old
 /// ones down while keeping `replicas - maxUnavailable` available.
-fn rolling(plan: &mut Plan, new_rs: &ReplicaSet, new_name: &str, olds: &[&ReplicaSet], replicas: i32, surge: i32, max_unavailable: i32) {
+fn rolling(
+    plan: &mut Plan,
+    new_rs: &ReplicaSet,
+    new_name: &str,
+    olds: &[&ReplicaSet],
+    replicas: i32,
+    surge: i32,
+    max_unavailable: i32,
+) {
     let total: i32 = plan.scale.values().sum();
     let new_have = plan.scale.get(new_name).copied().unwrap_or(0);
     if new_have < replicas {
@@ -374,7 +469,11 @@ fn rolling(plan: &mut Plan, new_rs: &ReplicaSet, new_name: &str, olds: &[&Replic
     // Then available ones, as long as enough stay available.
     let available_all: i32 = olds
         .iter()
-        .map(|r| status_of(r).2.min(plan.scale.get(&r.name_any()).copied().unwrap_or(0)))
+        .map(|r| {
+            status_of(r)
+                .2
+                .min(plan.scale.get(&r.name_any()).copied().unwrap_or(0))
+        })
         .sum::<i32>()
         + new_available;
     let mut can_remove = (available_all - min_available).min(max_scaled_down);
@@ -416,8 +515,15 @@ async fn update_status(
     let old_conds = old.conditions.clone().unwrap_or_default();
     let find = |t: &str| old_conds.iter().find(|c| c.type_ == t).cloned();
 
-    let complete = updated == replicas && available == replicas && total_status == replicas && new_idx.is_some();
-    let deadline = d.spec.as_ref().and_then(|s| s.progress_deadline_seconds).unwrap_or(600);
+    let complete = updated == replicas
+        && available == replicas
+        && total_status == replicas
+        && new_idx.is_some();
+    let deadline = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.progress_deadline_seconds)
+        .unwrap_or(600);
     let progressed = old.updated_replicas.unwrap_or(0) != updated
         || old.available_replicas.unwrap_or(0) != available
         || old.replicas.unwrap_or(0) != total_status
@@ -425,42 +531,93 @@ async fn update_status(
         || created_new;
     let prev_progress = find("Progressing");
     let (p_status, p_reason, p_message) = if paused {
-        ("Unknown", "DeploymentPaused", "Deployment is paused".to_string())
+        (
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused".to_string(),
+        )
     } else if complete {
-        ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{new_name}\" has successfully progressed."))
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{new_name}\" has successfully progressed."),
+        )
     } else if created_new {
-        ("True", "NewReplicaSetCreated", format!("Created new replica set \"{new_name}\""))
+        (
+            "True",
+            "NewReplicaSetCreated",
+            format!("Created new replica set \"{new_name}\""),
+        )
     } else if !progressed
         && prev_progress.as_ref().is_some_and(|c| {
-            c.reason.as_deref() != Some("DeploymentPaused")
-                && c.last_update_time.as_ref().is_some_and(|t| now.as_second() - t.0.as_second() > i64::from(deadline))
+            c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                || (c.reason.as_deref() != Some("DeploymentPaused")
+                    && c.last_update_time
+                        .as_ref()
+                        .is_some_and(|t| now.as_second() - t.0.as_second() > i64::from(deadline)))
         })
     {
-        ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{new_name}\" has timed out progressing."))
-    } else if prev_progress.as_ref().is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")) && !progressed {
-        ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{new_name}\" has timed out progressing."))
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+        )
     } else {
-        ("True", "ReplicaSetUpdated", format!("ReplicaSet \"{new_name}\" is progressing."))
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{new_name}\" is progressing."),
+        )
     };
     let condition = |t: &str, status: &str, reason: &str, message: String, touch: bool| {
         let prev = find(t);
         let same_status = prev.as_ref().is_some_and(|c| c.status == status);
-        let same = prev.as_ref().is_some_and(|c| c.status == status && c.reason.as_deref() == Some(reason) && c.message.as_deref() == Some(message.as_str()));
+        let same = prev.as_ref().is_some_and(|c| {
+            c.status == status
+                && c.reason.as_deref() == Some(reason)
+                && c.message.as_deref() == Some(message.as_str())
+        });
         DeploymentCondition {
             type_: t.to_string(),
             status: status.to_string(),
             reason: Some(reason.to_string()),
             message: Some(message),
-            last_transition_time: if same_status { prev.as_ref().and_then(|c| c.last_transition_time.clone()) } else { Some(util::time(now)) },
-            last_update_time: if same && !touch { prev.as_ref().and_then(|c| c.last_update_time.clone()) } else { Some(util::time(now)) },
+            last_transition_time: if same_status {
+                prev.as_ref().and_then(|c| c.last_transition_time.clone())
+            } else {
+                Some(util::time(now))
+            },
+            last_update_time: if same && !touch {
+                prev.as_ref().and_then(|c| c.last_update_time.clone())
+            } else {
+                Some(util::time(now))
+            },
         }
     };
     let avail_cond = if available >= replicas - max_unavailable {
-        condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into(), false)
+        condition(
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".into(),
+            false,
+        )
     } else {
-        condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into(), false)
+        condition(
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".into(),
+            false,
+        )
     };
-    let prog_cond = condition("Progressing", p_status, p_reason, p_message, progressed && !complete && !paused);
+    let prog_cond = condition(
+        "Progressing",
+        p_status,
+        p_reason,
+        p_message,
+        progressed && !complete && !paused,
+    );
     let status = DeploymentStatus {
         observed_generation: d.metadata.generation,
         replicas: Some(total_status),
@@ -474,14 +631,20 @@ async fn update_status(
     if d.status.as_ref() != Some(&status) {
         let api: Api<Deployment> = ctx.api(&d.namespace().unwrap_or_default());
         let r = api
-            .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
             .map(|_| ())
             .map_err(Error::from);
         tolerate(r, &[404])?;
     }
     if !complete && !paused {
-        return Ok(Action::requeue(Duration::from_secs(u64::try_from(deadline.clamp(1, 30)).unwrap_or(30))));
+        return Ok(Action::requeue(Duration::from_secs(
+            u64::try_from(deadline.clamp(1, 30)).unwrap_or(30),
+        )));
     }
     Ok(Action::requeue(Duration::from_secs(600)))
 }
@@ -495,11 +658,21 @@ mod tests {
         ReplicaSet {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                creation_timestamp: Some(util::time(jiff::Timestamp::from_second(created).unwrap())),
+                creation_timestamp: Some(util::time(
+                    jiff::Timestamp::from_second(created).unwrap(),
+                )),
                 ..ObjectMeta::default()
             },
-            spec: Some(ReplicaSetSpec { replicas: Some(spec), ..ReplicaSetSpec::default() }),
-            status: Some(ReplicaSetStatus { replicas: spec, available_replicas: Some(available), ready_replicas: Some(available), ..ReplicaSetStatus::default() }),
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(spec),
+                ..ReplicaSetSpec::default()
+            }),
+            status: Some(ReplicaSetStatus {
+                replicas: spec,
+                available_replicas: Some(available),
+                ready_replicas: Some(available),
+                ..ReplicaSetStatus::default()
+            }),
         }
     }
 
@@ -508,7 +681,10 @@ mod tests {
         let p = IntOrString::String("25%".into());
         assert_eq!(scaled_value(Some(&p), 10, "25%", true), 3);
         assert_eq!(scaled_value(Some(&p), 10, "25%", false), 2);
-        assert_eq!(scaled_value(Some(&IntOrString::Int(4)), 10, "25%", false), 4);
+        assert_eq!(
+            scaled_value(Some(&IntOrString::Int(4)), 10, "25%", false),
+            4
+        );
     }
 
     #[test]
@@ -516,7 +692,11 @@ mod tests {
         // 10 replicas, surge 3, unavailable 2.
         let old = rs("old", 10, 10, 1);
         let new = rs("new", 0, 0, 2);
-        let mut plan = Plan { scale: [("old".to_string(), 10), ("new".to_string(), 0)].into_iter().collect() };
+        let mut plan = Plan {
+            scale: [("old".to_string(), 10), ("new".to_string(), 0)]
+                .into_iter()
+                .collect(),
+        };
         rolling(&mut plan, &new, "new", &[&old], 10, 3, 2);
         assert_eq!(plan.scale["new"], 3, "surge first");
         assert_eq!(plan.scale["old"], 10);
@@ -524,23 +704,25 @@ mod tests {
         let new = rs("new", 3, 0, 2);
         rolling(&mut plan, &new, "new", &[&old], 10, 3, 2);
         assert_eq!(plan.scale["old"], 8);
-        let total_available = 8 + 0;
+        let total_available = 8;
         assert!(total_available >= 10 - 2);
     }
 
     #[test]
     fn both_zero_means_one_unavailable() {
-        let mut d = Deployment::default();
-        d.spec = Some(k8s_openapi::api::apps::v1::DeploymentSpec {
-            strategy: Some(k8s_openapi::api::apps::v1::DeploymentStrategy {
-                rolling_update: Some(k8s_openapi::api::apps::v1::RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(0)),
-                    max_unavailable: Some(IntOrString::Int(0)),
+        let d = Deployment {
+            spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec {
+                strategy: Some(k8s_openapi::api::apps::v1::DeploymentStrategy {
+                    rolling_update: Some(k8s_openapi::api::apps::v1::RollingUpdateDeployment {
+                        max_surge: Some(IntOrString::Int(0)),
+                        max_unavailable: Some(IntOrString::Int(0)),
+                    }),
+                    type_: None,
                 }),
-                type_: None,
+                ..k8s_openapi::api::apps::v1::DeploymentSpec::default()
             }),
-            ..k8s_openapi::api::apps::v1::DeploymentSpec::default()
-        });
+            ..Deployment::default()
+        };
         assert_eq!(surge_and_unavailable(&d, 3), (0, 1));
     }
 }

@@ -8,15 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service, ServicePort,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+    ServicePort,
 };
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::{
+    Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::ResourceExt;
 
 use crate::runtime::{Ctx, Error};
 use crate::util;
@@ -24,7 +27,9 @@ use crate::util;
 const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 
 /// Pods map to the Services of their namespace whose selector matches them.
-pub fn pod_to_services(store: Store<Service>) -> impl Fn(Arc<Pod>) -> Vec<ObjectRef<Service>> + Send + Sync + 'static {
+pub fn pod_to_services(
+    store: Store<Service>,
+) -> impl Fn(Arc<Pod>) -> Vec<ObjectRef<Service>> + Send + Sync + 'static {
     move |p| {
         let ns = p.metadata.namespace.clone();
         store
@@ -35,7 +40,9 @@ pub fn pod_to_services(store: Store<Service>) -> impl Fn(Arc<Pod>) -> Vec<Object
                 s.spec
                     .as_ref()
                     .and_then(|sp| sp.selector.as_ref())
-                    .is_some_and(|sel| !sel.is_empty() && util::map_matches(sel, p.metadata.labels.as_ref()))
+                    .is_some_and(|sel| {
+                        !sel.is_empty() && util::map_matches(sel, p.metadata.labels.as_ref())
+                    })
             })
             .map(|s| ObjectRef::from(s.as_ref()))
             .collect()
@@ -68,19 +75,32 @@ fn pod_ref(p: &Pod) -> ObjectReference {
 }
 
 fn pod_ip(p: &Pod) -> Option<String> {
-    p.status.as_ref()?.pod_ip.clone().filter(|ip| !ip.is_empty())
+    p.status
+        .as_ref()?
+        .pod_ip
+        .clone()
+        .filter(|ip| !ip.is_empty())
 }
 
 pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if util::terminating(&svc.metadata) {
         return Ok(Action::await_change());
     }
-    let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.clone()).filter(|s| !s.is_empty()) else {
+    let Some(selector) = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .filter(|s| !s.is_empty())
+    else {
         return Ok(Action::await_change());
     };
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
-    let ports = svc.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
     let mut pods: Vec<Arc<Pod>> = ctx
         .pods_in(&ns)
         .into_iter()
@@ -88,7 +108,11 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
         .filter(|p| pod_ip(p).is_some() && !matches!(util::pod_phase(p), "Succeeded" | "Failed"))
         .collect();
     pods.sort_by_key(|p| p.name_any());
-    let publish_not_ready = svc.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false);
+    let publish_not_ready = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false);
 
     // Endpoints: one subset per distinct resolved port set.
     let mut subsets: BTreeMap<Vec<(String, i32, String)>, EndpointSubset> = BTreeMap::new();
@@ -96,33 +120,48 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
         let resolved: Vec<(String, i32, String)> = ports
             .iter()
             .filter_map(|sp| {
-                Some((sp.name.clone().unwrap_or_default(), resolve_port(sp, p)?, sp.protocol.clone().unwrap_or_else(|| "TCP".into())))
+                Some((
+                    sp.name.clone().unwrap_or_default(),
+                    resolve_port(sp, p)?,
+                    sp.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                ))
             })
             .collect();
         let addr = EndpointAddress {
             ip: pod_ip(p).unwrap_or_default(),
-            hostname: p.spec.as_ref().and_then(|s| s.hostname.clone()).filter(|_| p.spec.as_ref().and_then(|s| s.subdomain.as_deref()) == Some(name.as_str())),
+            hostname: p
+                .spec
+                .as_ref()
+                .and_then(|s| s.hostname.clone())
+                .filter(|_| {
+                    p.spec.as_ref().and_then(|s| s.subdomain.as_deref()) == Some(name.as_str())
+                }),
             node_name: p.spec.as_ref().and_then(|s| s.node_name.clone()),
             target_ref: Some(pod_ref(p)),
         };
-        let subset = subsets.entry(resolved.clone()).or_insert_with(|| EndpointSubset {
-            ports: Some(
-                resolved
-                    .iter()
-                    .map(|(n, port, proto)| EndpointPort {
-                        name: (!n.is_empty()).then(|| n.clone()),
-                        port: *port,
-                        protocol: Some(proto.clone()),
-                        app_protocol: None,
-                    })
-                    .collect(),
-            ),
-            ..EndpointSubset::default()
-        });
+        let subset = subsets
+            .entry(resolved.clone())
+            .or_insert_with(|| EndpointSubset {
+                ports: Some(
+                    resolved
+                        .iter()
+                        .map(|(n, port, proto)| EndpointPort {
+                            name: (!n.is_empty()).then(|| n.clone()),
+                            port: *port,
+                            protocol: Some(proto.clone()),
+                            app_protocol: None,
+                        })
+                        .collect(),
+                ),
+                ..EndpointSubset::default()
+            });
         if util::pod_ready(p) || publish_not_ready {
             subset.addresses.get_or_insert_with(Vec::new).push(addr);
         } else {
-            subset.not_ready_addresses.get_or_insert_with(Vec::new).push(addr);
+            subset
+                .not_ready_addresses
+                .get_or_insert_with(Vec::new)
+                .push(addr);
         }
     }
     let subsets: Vec<EndpointSubset> = subsets.into_values().collect();
@@ -154,7 +193,10 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
     let slice_name = format!("{name}-{}", util::hash_of(&svc.metadata.uid, None));
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
     labels.insert("kubernetes.io/service-name".into(), name.clone());
-    labels.insert("endpointslice.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels.insert(
+        "endpointslice.kubernetes.io/managed-by".into(),
+        MANAGED_BY.into(),
+    );
     let first = pods.first();
     let slice_ports: Vec<SlicePort> = ports
         .iter()
@@ -202,10 +244,15 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
             Err(e) => return Err(e.into()),
         },
         Some(current) => {
-            if current.endpoints != slice.endpoints || current.ports != slice.ports || current.metadata.labels != slice.metadata.labels {
+            if current.endpoints != slice.endpoints
+                || current.ports != slice.ports
+                || current.metadata.labels != slice.metadata.labels
+            {
                 let mut next = slice.clone();
                 next.metadata.resource_version = current.metadata.resource_version.clone();
-                slice_api.replace(&slice_name, &PostParams::default(), &next).await?;
+                slice_api
+                    .replace(&slice_name, &PostParams::default(), &next)
+                    .await?;
             }
         }
     }

@@ -71,7 +71,10 @@ where
 {
     let res = ApiResource::erase::<K>(&());
     for obj in store.state() {
-        out.push(Item { res: res.clone(), meta: obj.meta().clone() });
+        out.push(Item {
+            res: res.clone(),
+            meta: obj.meta().clone(),
+        });
     }
 }
 
@@ -157,11 +160,16 @@ async fn background(ctx: &Ctx, item: &Item, refs: &[OwnerReference]) {
     let api = api_for(&ctx.client, &item.res, ns);
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
-        preconditions: Some(kube::api::Preconditions { uid: item.meta.uid.clone(), resource_version: None }),
+        preconditions: Some(kube::api::Preconditions {
+            uid: item.meta.uid.clone(),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
     match api.delete(util::name(&item.meta), &dp).await {
-        Ok(_) => tracing::debug!(kind = %item.res.kind, name = util::name(&item.meta), "garbage collected"),
+        Ok(_) => {
+            tracing::debug!(kind = %item.res.kind, name = util::name(&item.meta), "garbage collected")
+        }
         Err(e) => tracing::debug!(error = %e, "garbage collection delete failed"),
     }
 }
@@ -230,7 +238,11 @@ async fn patch_meta(ctx: &Ctx, item: &Item, mut meta: serde_json::Value) {
     meta["resourceVersion"] = json!(item.meta.resource_version);
     let api = api_for(&ctx.client, &item.res, item.meta.namespace.as_deref());
     let r = api
-        .patch(util::name(&item.meta), &PatchParams::default(), &Patch::Merge(json!({"metadata": meta})))
+        .patch(
+            util::name(&item.meta),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": meta})),
+        )
         .await;
     if let Err(e) = r {
         tracing::debug!(kind = %item.res.kind, name = util::name(&item.meta), error = %e, "garbage collector patch failed");
@@ -244,7 +256,10 @@ mod tests {
     #[test]
     fn resolves_owner_kinds() {
         let r = resource("apps/v1", "ReplicaSet").unwrap();
-        assert_eq!((r.group.as_str(), r.version.as_str(), r.plural.as_str()), ("apps", "v1", "replicasets"));
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str(), r.plural.as_str()),
+            ("apps", "v1", "replicasets")
+        );
         assert_eq!(resource("v1", "Pod").unwrap().group, "");
         assert!(resource("example.com/v1", "Widget").is_none());
     }

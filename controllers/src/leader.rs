@@ -55,7 +55,9 @@ impl LeaderElection {
             match self.try_acquire_or_renew().await {
                 Ok(true) => return,
                 Ok(false) => {}
-                Err(e) => tracing::debug!(lease = %self.name, error = %e, "leader election attempt failed"),
+                Err(e) => {
+                    tracing::debug!(lease = %self.name, error = %e, "leader election attempt failed")
+                }
             }
             tokio::time::sleep(self.renew_period).await;
         }
@@ -108,9 +110,11 @@ impl LeaderElection {
         let ours = spec.holder_identity.as_deref() == Some(self.identity.as_str());
         if !ours {
             let held_for = i64::from(spec.lease_duration_seconds.unwrap_or(secs));
-            let expired = spec.renew_time.as_ref().is_none_or(|t| {
-                now.0.as_second() - t.0.as_second() > held_for
-            }) || spec.holder_identity.as_deref().is_none_or(str::is_empty);
+            let expired = spec
+                .renew_time
+                .as_ref()
+                .is_none_or(|t| now.0.as_second() - t.0.as_second() > held_for)
+                || spec.holder_identity.as_deref().is_none_or(str::is_empty);
             if !expired {
                 return Ok(false);
             }
@@ -120,7 +124,11 @@ impl LeaderElection {
         }
         spec.lease_duration_seconds = Some(secs);
         spec.renew_time = Some(now);
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),

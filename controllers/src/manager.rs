@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
@@ -53,9 +55,7 @@ pub async fn run_controllers(client: Client, opts: Options) {
         "skiff-controller-manager",
         &opts.identity,
     );
-    election
-        .run(|| run_all(client.clone(), opts.clone()))
-        .await;
+    election.run(|| run_all(client.clone(), opts.clone())).await;
 }
 
 fn cluster<K>(client: &Client) -> Api<K>
@@ -99,15 +99,20 @@ async fn run_all(client: Client, opts: Options) {
     let rs_ctl = Controller::for_shared_stream(replicasets.subscribe(), stores.replicasets.clone())
         .owns_shared_stream(pods.subscribe())
         .with_config(cfg.clone());
-    let deploy_ctl = Controller::for_shared_stream(deployments.subscribe(), stores.deployments.clone())
-        .owns_shared_stream(replicasets.subscribe())
-        .with_config(cfg.clone());
-    let sts_ctl = Controller::for_shared_stream(statefulsets.subscribe(), stores.statefulsets.clone())
-        .owns_shared_stream(pods.subscribe())
-        .with_config(cfg.clone());
+    let deploy_ctl =
+        Controller::for_shared_stream(deployments.subscribe(), stores.deployments.clone())
+            .owns_shared_stream(replicasets.subscribe())
+            .with_config(cfg.clone());
+    let sts_ctl =
+        Controller::for_shared_stream(statefulsets.subscribe(), stores.statefulsets.clone())
+            .owns_shared_stream(pods.subscribe())
+            .with_config(cfg.clone());
     let ds_ctl = Controller::for_shared_stream(daemonsets.subscribe(), stores.daemonsets.clone())
         .owns_shared_stream(pods.subscribe())
-        .watches_shared_stream(nodes.subscribe(), daemonset::node_to_daemonsets(stores.daemonsets.clone()))
+        .watches_shared_stream(
+            nodes.subscribe(),
+            daemonset::node_to_daemonsets(stores.daemonsets.clone()),
+        )
         .with_config(cfg.clone());
     let job_ctl = Controller::for_shared_stream(jobs.subscribe(), stores.jobs.clone())
         .owns_shared_stream(pods.subscribe())
@@ -116,7 +121,10 @@ async fn run_all(client: Client, opts: Options) {
         .owns_shared_stream(jobs.subscribe())
         .with_config(cfg.clone());
     let ep_ctl = Controller::for_shared_stream(services.subscribe(), stores.services.clone())
-        .watches_shared_stream(pods.subscribe(), endpoints::pod_to_services(stores.services.clone()))
+        .watches_shared_stream(
+            pods.subscribe(),
+            endpoints::pod_to_services(stores.services.clone()),
+        )
         .with_config(cfg.clone());
     let ns_ctl = Controller::for_shared_stream(namespaces.subscribe(), stores.namespaces.clone())
         .with_config(cfg.clone());
@@ -159,19 +167,64 @@ async fn run_all(client: Client, opts: Options) {
     tracing::info!("caches synced; starting controllers");
 
     let c = || ctx.clone();
-    tasks.push(tokio::spawn(runtime::run("replicaset", rs_ctl, c(), replicaset::reconcile)));
-    tasks.push(tokio::spawn(runtime::run("deployment", deploy_ctl, c(), deployment::reconcile)));
-    tasks.push(tokio::spawn(runtime::run("statefulset", sts_ctl, c(), statefulset::reconcile)));
-    tasks.push(tokio::spawn(runtime::run("daemonset", ds_ctl, c(), daemonset::reconcile)));
-    tasks.push(tokio::spawn(runtime::run("job", job_ctl, c(), job::reconcile)));
-    tasks.push(tokio::spawn(runtime::run("cronjob", cj_ctl, c(), cronjob::reconcile)));
-    tasks.push(tokio::spawn(runtime::run("endpoints", ep_ctl, c(), endpoints::reconcile)));
-    tasks.push(tokio::spawn(runtime::run("namespace", ns_ctl, c(), namespace::reconcile)));
+    tasks.push(tokio::spawn(runtime::run(
+        "replicaset",
+        rs_ctl,
+        c(),
+        replicaset::reconcile,
+    )));
+    tasks.push(tokio::spawn(runtime::run(
+        "deployment",
+        deploy_ctl,
+        c(),
+        deployment::reconcile,
+    )));
+    tasks.push(tokio::spawn(runtime::run(
+        "statefulset",
+        sts_ctl,
+        c(),
+        statefulset::reconcile,
+    )));
+    tasks.push(tokio::spawn(runtime::run(
+        "daemonset",
+        ds_ctl,
+        c(),
+        daemonset::reconcile,
+    )));
+    tasks.push(tokio::spawn(runtime::run(
+        "job",
+        job_ctl,
+        c(),
+        job::reconcile,
+    )));
+    tasks.push(tokio::spawn(runtime::run(
+        "cronjob",
+        cj_ctl,
+        c(),
+        cronjob::reconcile,
+    )));
+    tasks.push(tokio::spawn(runtime::run(
+        "endpoints",
+        ep_ctl,
+        c(),
+        endpoints::reconcile,
+    )));
+    tasks.push(tokio::spawn(runtime::run(
+        "namespace",
+        ns_ctl,
+        c(),
+        namespace::reconcile,
+    )));
     tasks.push(tokio::spawn(nodelifecycle::run(c())));
     tasks.push(tokio::spawn(gc::run(c())));
 
     // The tasks end only when their streams do; if one ends the others keep going.
-    let _guard = AbortOnDrop(tasks.iter().map(tokio::task::JoinHandle::abort_handle).collect());
+    let _guard = AbortOnDrop(
+        tasks
+            .iter()
+            .map(tokio::task::JoinHandle::abort_handle)
+            .collect(),
+    );
     join_all(tasks).await;
 }
 

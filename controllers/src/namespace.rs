@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use serde_json::json;
 
 use crate::runtime::{Ctx, Error};
@@ -31,7 +31,8 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Erro
     }
     // Finalizing with no finalizers left is what lets the API server remove the namespace.
     {
-        let mut body = serde_json::to_value(ns.as_ref()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(ns.as_ref()).map_err(|e| Error::Invalid(e.to_string()))?;
         body["spec"]["finalizers"] = json!([]);
         let req = http::Request::put(format!("/api/v1/namespaces/{name}/finalize"))
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -71,7 +72,10 @@ async fn empty(ctx: &Ctx, ns: &str) -> Result<usize, Error> {
     let mut remaining = 0usize;
     for group in discovery.groups() {
         for (res, caps) in group.recommended_resources() {
-            if caps.scope != Scope::Namespaced || !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::DELETE) {
+            if caps.scope != Scope::Namespaced
+                || !caps.supports_operation(verbs::LIST)
+                || !caps.supports_operation(verbs::DELETE)
+            {
                 continue;
             }
             // Events go with their namespace too, but never block it.

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
 use serde_json::json;
 
 use crate::runtime::Ctx;
@@ -100,11 +100,20 @@ async fn monitor(ctx: &Ctx, node: &Node) {
             })
             .collect();
         let r = nodes
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"conditions": conditions}})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": conditions}})),
+            )
             .await;
         if r.is_ok() {
             tracing::info!(node = %name, silent, "node stopped heartbeating; marking it NotReady (Unknown)");
-            ctx.events.publish(node, false, "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
+            ctx.events.publish(
+                node,
+                false,
+                "NodeNotReady",
+                format!("Node {name} status is now: NodeNotReady"),
+            );
             mark_pods_not_ready(ctx, &name).await;
         }
         return;
@@ -115,7 +124,11 @@ async fn monitor(ctx: &Ctx, node: &Node) {
         Some("False") => Some(NOT_READY),
         _ => None,
     };
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let mut next: Vec<Taint> = taints
         .iter()
         .filter(|t| !(t.key == UNREACHABLE || t.key == NOT_READY) || Some(t.key.as_str()) == want)
@@ -135,10 +148,18 @@ async fn monitor(ctx: &Ctx, node: &Node) {
     }
     if next != taints {
         let patch = json!({"spec": {"taints": next}, "metadata": {"resourceVersion": node.metadata.resource_version}});
-        if let Err(e) = nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+        if let Err(e) = nodes
+            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
             tracing::debug!(node = %name, error = %e, "cannot update node taints");
         } else if want.is_none() {
-            ctx.events.publish(node, false, "NodeReady", format!("Node {name} status is now: NodeReady"));
+            ctx.events.publish(
+                node,
+                false,
+                "NodeReady",
+                format!("Node {name} status is now: NodeReady"),
+            );
         }
     }
 }
@@ -169,23 +190,38 @@ async fn mark_pods_not_ready(ctx: &Ctx, node: &str) {
             .collect();
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
         let _ = api
-            .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": {"conditions": conditions}})))
+            .patch_status(
+                &p.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": conditions}})),
+            )
             .await;
     }
 }
 
 /// When a pod on a node with these NoExecute taints must go (None: it tolerates them forever).
-pub fn eviction_time(pod: &Pod, taints: &[Taint], default_secs: i64, now: jiff::Timestamp) -> Option<i64> {
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+pub fn eviction_time(
+    pod: &Pod,
+    taints: &[Taint],
+    default_secs: i64,
+    now: jiff::Timestamp,
+) -> Option<i64> {
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
     let mut at: Option<i64> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
-        let added = taint.time_added.as_ref().map_or(now.as_second(), |t| t.0.as_second());
+        let added = taint
+            .time_added
+            .as_ref()
+            .map_or(now.as_second(), |t| t.0.as_second());
         let deadline = match tolerations.iter().find(|t| util::tolerates(t, taint)) {
-            Some(t) => match t.toleration_seconds {
-                Some(s) => Some(added + s.max(0)),
-                None => None,
-            },
-            None if taint.key == UNREACHABLE || taint.key == NOT_READY => Some(added + default_secs),
+            Some(t) => t.toleration_seconds.map(|s| added + s.max(0)),
+            None if taint.key == UNREACHABLE || taint.key == NOT_READY => {
+                Some(added + default_secs)
+            }
             None => Some(now.as_second()),
         };
         if let Some(d) = deadline {
@@ -210,7 +246,8 @@ async fn evict(ctx: &Ctx, node: &Node, evicted: &mut HashSet<String>) {
     let now = util::now();
     let name = node.name_any();
     let pods = ctx.stores.pods.state_filter(|p| {
-        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()) && !util::terminating(&p.metadata)
+        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
+            && !util::terminating(&p.metadata)
     });
     for p in pods {
         let uid = p.uid().unwrap_or_default();
@@ -231,7 +268,11 @@ async fn evict(ctx: &Ctx, node: &Node, evicted: &mut HashSet<String>) {
                     p.as_ref(),
                     false,
                     "TaintManagerEviction",
-                    format!("Marking for deletion Pod {}/{}", p.namespace().unwrap_or_default(), p.name_any()),
+                    format!(
+                        "Marking for deletion Pod {}/{}",
+                        p.namespace().unwrap_or_default(),
+                        p.name_any()
+                    ),
                 );
             }
             Err(e) => tracing::debug!(error = %e, "eviction failed"),
@@ -258,8 +299,14 @@ mod tests {
         let now = jiff::Timestamp::from_second(1000).unwrap();
         let mut pod = Pod::default();
         // No toleration: the default applies to unreachable, other NoExecute taints evict now.
-        assert_eq!(eviction_time(&pod, &[taint(UNREACHABLE, 900)], 300, now), Some(1200));
-        assert_eq!(eviction_time(&pod, &[taint("dedicated", 900)], 300, now), Some(1000));
+        assert_eq!(
+            eviction_time(&pod, &[taint(UNREACHABLE, 900)], 300, now),
+            Some(1200)
+        );
+        assert_eq!(
+            eviction_time(&pod, &[taint("dedicated", 900)], 300, now),
+            Some(1000)
+        );
         pod.spec = Some(PodSpec {
             tolerations: Some(vec![Toleration {
                 key: Some(UNREACHABLE.into()),
@@ -270,8 +317,14 @@ mod tests {
             }]),
             ..PodSpec::default()
         });
-        assert_eq!(eviction_time(&pod, &[taint(UNREACHABLE, 900)], 300, now), Some(905));
+        assert_eq!(
+            eviction_time(&pod, &[taint(UNREACHABLE, 900)], 300, now),
+            Some(905)
+        );
         pod.spec.as_mut().unwrap().tolerations.as_mut().unwrap()[0].toleration_seconds = None;
-        assert_eq!(eviction_time(&pod, &[taint(UNREACHABLE, 900)], 300, now), None);
+        assert_eq!(
+            eviction_time(&pod, &[taint(UNREACHABLE, 900)], 300, now),
+            None
+        );
     }
 }

@@ -73,7 +73,6 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Err
         available_replicas: Some(count(&|p| util::pod_available(p, min_ready, now))),
         observed_generation: rs.metadata.generation,
         conditions: rs.status.as_ref().and_then(|s| s.conditions.clone()),
-        ..ReplicaSetStatus::default()
     };
     if rs.status.as_ref() != Some(&status) {
         let api: Api<ReplicaSet> = ctx.api(&ns);
@@ -121,12 +120,19 @@ pub async fn claim_pods<K: Resource<DynamicType = ()>>(
                     release(pods_api, &pod, &uid).await?;
                 }
             }
-            None if matches && !util::terminating(&pod.metadata) && !util::terminating(owner.meta()) => {
+            None if matches
+                && !util::terminating(&pod.metadata)
+                && !util::terminating(owner.meta()) =>
+            {
                 let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
                 refs.push(util::owner_ref(owner));
                 let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod.metadata.resource_version}});
                 let r = pods_api
-                    .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                    .patch(
+                        &pod.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
                     .await;
                 match r {
                     Ok(p) => owned.push(Arc::new(p)),
@@ -151,7 +157,11 @@ async fn release(pods_api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error>
         .collect();
     let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod.metadata.resource_version}});
     let r = pods_api
-        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await
         .map(|_| ())
         .map_err(Error::from);
@@ -203,7 +213,12 @@ pub fn pod_from_template<K: Resource<DynamicType = ()>>(
     }
 }
 
-async fn create_pods(ctx: &Ctx, rs: &ReplicaSet, template: &PodTemplateSpec, n: usize) -> Result<(), Error> {
+async fn create_pods(
+    ctx: &Ctx,
+    rs: &ReplicaSet,
+    template: &PodTemplateSpec,
+    n: usize,
+) -> Result<(), Error> {
     let ns = rs.namespace().unwrap_or_default();
     let uid = util::uid(&rs.metadata).to_string();
     let api: Api<Pod> = ctx.api(&ns);
@@ -217,7 +232,12 @@ async fn create_pods(ctx: &Ctx, rs: &ReplicaSet, template: &PodTemplateSpec, n: 
                 let created = api.create(&PostParams::default(), &pod).await?;
                 let name = created.name_any();
                 ctx.expectations.expect_create(&uid, name.clone());
-                ctx.events.publish(rs, false, "SuccessfulCreate", format!("Created pod: {name}"));
+                ctx.events.publish(
+                    rs,
+                    false,
+                    "SuccessfulCreate",
+                    format!("Created pod: {name}"),
+                );
                 Ok(())
             }
         })
@@ -244,7 +264,12 @@ async fn delete_pods(ctx: &Ctx, rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Result<()
                     .map(|_| ())
                     .map_err(Error::from);
                 tolerate(r, &[404])?;
-                ctx.events.publish(rs, false, "SuccessfulDelete", format!("Deleted pod: {name}"));
+                ctx.events.publish(
+                    rs,
+                    false,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {name}"),
+                );
                 Ok(())
             }
         })

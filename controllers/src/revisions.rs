@@ -26,6 +26,7 @@ fn data_of(template: &PodTemplateSpec) -> serde_json::Value {
 }
 
 /// The pod template stored in a revision.
+#[cfg(test)]
 pub fn template_of(rev: &ControllerRevision) -> Option<PodTemplateSpec> {
     let mut t = rev.data.as_ref()?.0.pointer("/spec/template")?.clone();
     if let Some(m) = t.as_object_mut() {
@@ -41,7 +42,10 @@ pub fn owned<K: Resource<DynamicType = ()>>(ctx: &Ctx, owner: &K) -> Vec<Control
     let mut revs: Vec<ControllerRevision> = ctx
         .stores
         .revisions
-        .state_filter(|r| r.metadata.namespace == ns && util::controller_of(&r.metadata).is_some_and(|o| o.uid == uid))
+        .state_filter(|r| {
+            r.metadata.namespace == ns
+                && util::controller_of(&r.metadata).is_some_and(|o| o.uid == uid)
+        })
         .into_iter()
         .map(|r| (*r).clone())
         .collect();
@@ -64,12 +68,19 @@ pub async fn sync<K: Resource<DynamicType = ()>>(
     let mut revs = owned(ctx, owner);
     let data = data_of(template);
     let max = revs.iter().map(|r| r.revision).max().unwrap_or(0);
-    let name = match revs.iter().find(|r| r.data.as_ref().map(|d| &d.0) == Some(&data)) {
+    let name = match revs
+        .iter()
+        .find(|r| r.data.as_ref().map(|d| &d.0) == Some(&data))
+    {
         Some(r) => {
             let n = r.name_any();
             if r.revision != max {
-                api.patch(&n, &PatchParams::default(), &Patch::Merge(json!({"revision": max + 1})))
-                    .await?;
+                api.patch(
+                    &n,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"revision": max + 1})),
+                )
+                .await?;
             }
             n
         }
@@ -120,10 +131,21 @@ mod tests {
 
     #[test]
     fn revision_data_round_trips_the_template() {
-        let mut t = PodTemplateSpec::default();
-        t.metadata = Some(ObjectMeta { labels: Some([("app".to_string(), "web".to_string())].into()), ..ObjectMeta::default() });
-        let rev = ControllerRevision { data: Some(RawExtension(data_of(&t))), ..ControllerRevision::default() };
-        assert_eq!(rev.data.as_ref().unwrap().0["spec"]["template"]["$patch"], "replace");
+        let t = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..ObjectMeta::default()
+            }),
+            spec: None,
+        };
+        let rev = ControllerRevision {
+            data: Some(RawExtension(data_of(&t))),
+            ..ControllerRevision::default()
+        };
+        assert_eq!(
+            rev.data.as_ref().unwrap().0["spec"]["template"]["$patch"],
+            "replace"
+        );
         assert_eq!(template_of(&rev), Some(t));
     }
 }

@@ -19,17 +19,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, EventSource, Namespace, Node, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Event, EventSource, Namespace, Node, ObjectReference, Pod, Service,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -189,8 +193,12 @@ fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> String {
 }
 
 /// Drive `controller` with `reconcile` until the stream ends.
-pub async fn run<K, F, Fut>(name: &'static str, controller: Controller<K>, ctx: Arc<Ctx>, reconcile: F)
-where
+pub async fn run<K, F, Fut>(
+    name: &'static str,
+    controller: Controller<K>,
+    ctx: Arc<Ctx>,
+    reconcile: F,
+) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     F: Fn(Arc<K>, Arc<Ctx>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
@@ -285,11 +293,6 @@ impl Expectations {
         }
         false
     }
-
-    pub fn forget(&self, owner: &str) {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(owner);
-    }
 }
 
 /// Pod cache lookup for [`Expectations::satisfied`]: (present, being deleted).
@@ -323,14 +326,25 @@ impl Recorder {
     }
 
     /// Record an event about `obj` (in the background; events are best-effort).
-    pub fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, message: String) {
+    pub fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
         let r = obj.object_ref(&());
         self.publish_ref(r, warning, reason, message);
     }
 
     pub fn publish_ref(&self, r: ObjectReference, warning: bool, reason: &str, message: String) {
         let ns = r.namespace.clone().unwrap_or_else(|| "default".to_string());
-        let key = format!("{}/{}/{}/{reason}/{message}", r.uid.as_deref().unwrap_or(""), ns, r.name.as_deref().unwrap_or(""));
+        let key = format!(
+            "{}/{}/{}/{reason}/{message}",
+            r.uid.as_deref().unwrap_or(""),
+            ns,
+            r.name.as_deref().unwrap_or("")
+        );
         let now = util::now();
         let existing = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -401,20 +415,4 @@ impl Recorder {
             }
         });
     }
-}
-
-/// A label map with one more entry.
-pub fn with_label(
-    labels: Option<&std::collections::BTreeMap<String, String>>,
-    k: &str,
-    v: &str,
-) -> std::collections::BTreeMap<String, String> {
-    let mut l = labels.cloned().unwrap_or_default();
-    l.insert(k.to_string(), v.to_string());
-    l
-}
-
-/// The name of an object as `ns/name`, for log lines.
-pub fn display<K: ResourceExt>(obj: &K) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }

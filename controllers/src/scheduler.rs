@@ -17,8 +17,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, PodSpec, Taint, Toleration};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
@@ -52,7 +52,12 @@ impl Default for SchedulerOptions {
 
 /// Run the scheduler with leader election (Lease `kube-system/kube-scheduler`).
 pub async fn run_scheduler(client: Client, opts: SchedulerOptions) {
-    let election = LeaderElection::new(client.clone(), "kube-system", "kube-scheduler", &opts.identity);
+    let election = LeaderElection::new(
+        client.clone(),
+        "kube-system",
+        "kube-scheduler",
+        &opts.identity,
+    );
     election.run(|| run(client.clone(), opts.clone())).await;
 }
 
@@ -108,13 +113,14 @@ fn pod_key(p: &Pod) -> String {
 }
 
 fn requests(spec: &PodSpec) -> Res {
-    let sum = |containers: &[k8s_openapi::api::core::v1::Container], key: &str, milli: bool| -> i128 {
-        containers
-            .iter()
-            .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(key))
-            .filter_map(|q| util::parse_quantity(&q.0, milli))
-            .sum()
-    };
+    let sum =
+        |containers: &[k8s_openapi::api::core::v1::Container], key: &str, milli: bool| -> i128 {
+            containers
+                .iter()
+                .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(key))
+                .filter_map(|q| util::parse_quantity(&q.0, milli))
+                .sum()
+        };
     let max_init = |key: &str, milli: bool| -> i128 {
         spec.init_containers
             .iter()
@@ -161,7 +167,10 @@ fn placed_pod(p: &Pod, node: String) -> Placed {
         anti_affinity: spec
             .and_then(|s| s.affinity.as_ref())
             .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .clone()
+            })
             .unwrap_or_default(),
         owner: util::controller_of(&p.metadata).map(|r| r.uid.clone()),
     }
@@ -178,12 +187,22 @@ fn node_info(n: &Node) -> NodeInfo {
     NodeInfo {
         name: n.name_any(),
         labels: n.metadata.labels.clone().unwrap_or_default(),
-        taints: n.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default(),
-        unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        taints: n
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default(),
+        unschedulable: n
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
         alloc: Res {
             cpu: get("cpu", true),
             mem: get("memory", false),
-            pods: alloc.and_then(|a| a.get("pods")).map_or(110, |_| get("pods", false)),
+            pods: alloc
+                .and_then(|a| a.get("pods"))
+                .map_or(110, |_| get("pods", false)),
         },
         used: Res::default(),
         ports: HashSet::new(),
@@ -213,7 +232,10 @@ impl State {
             self.pods_with_anti_affinity += 1;
         }
         if let Some(o) = &placed.owner {
-            *self.owner_counts.entry((o.clone(), placed.node.clone())).or_insert(0) += 1;
+            *self
+                .owner_counts
+                .entry((o.clone(), placed.node.clone()))
+                .or_insert(0) += 1;
         }
         self.placed.insert(uid, placed);
     }
@@ -265,7 +287,9 @@ impl State {
         let key = pod_key(p);
         let uid = p.uid().unwrap_or_default();
         let spec = p.spec.as_ref();
-        let node = spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+        let node = spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
         let finished = matches!(util::pod_phase(p), "Succeeded" | "Failed");
         match node {
             Some(node) => {
@@ -283,10 +307,9 @@ impl State {
                     self.delete_pod(p);
                     return false;
                 }
-                let changed_spec = self
-                    .pending
-                    .get(&key)
-                    .is_none_or(|old| old.spec != p.spec || old.metadata.labels != p.metadata.labels);
+                let changed_spec = self.pending.get(&key).is_none_or(|old| {
+                    old.spec != p.spec || old.metadata.labels != p.metadata.labels
+                });
                 self.pending.insert(key.clone(), Arc::new(p.clone()));
                 if !self.unschedulable.contains(&key) || changed_spec {
                     self.unschedulable.remove(&key);
@@ -358,7 +381,15 @@ impl State {
 }
 
 /// Why a node was rejected (kube-scheduler's wording, counted into the FailedScheduling message).
-fn filter(state: &State, node: &NodeInfo, pod: &Pod, spec: &PodSpec, req: Res, ports: &[(String, i32)], topo: &Topology) -> Result<(), String> {
+fn filter(
+    state: &State,
+    node: &NodeInfo,
+    pod: &Pod,
+    spec: &PodSpec,
+    req: Res,
+    ports: &[(String, i32)],
+    topo: &Topology,
+) -> Result<(), String> {
     let tolerations: &[Toleration] = spec.tolerations.as_deref().unwrap_or(&[]);
     if node.unschedulable {
         let t = Taint {
@@ -374,8 +405,15 @@ fn filter(state: &State, node: &NodeInfo, pod: &Pod, spec: &PodSpec, req: Res, p
         return Err("node(s) didn't match Pod's node affinity/selector".into());
     }
     if let Some(t) = util::untolerated(&node.taints, tolerations, &["NoSchedule", "NoExecute"]) {
-        let value = t.value.as_deref().map(|v| format!(": {v}")).unwrap_or_default();
-        return Err(format!("node(s) had untolerated taint {{{}{value}}}", t.key));
+        let value = t
+            .value
+            .as_deref()
+            .map(|v| format!(": {v}"))
+            .unwrap_or_default();
+        return Err(format!(
+            "node(s) had untolerated taint {{{}{value}}}",
+            t.key
+        ));
     }
     let free = |alloc: i128, used: i128| alloc - used;
     if req.pods > free(node.alloc.pods, node.used.pods) {
@@ -412,16 +450,30 @@ fn term_matches(term: &PodAffinityTerm, own_ns: &str, p: &Placed) -> bool {
     let ns_ok = if namespaces.is_empty() && term.namespace_selector.is_none() {
         p.ns == own_ns
     } else {
-        namespaces.iter().any(|n| n == &p.ns) || term.namespace_selector.as_ref().is_some_and(util::selector_is_empty)
+        namespaces.iter().any(|n| n == &p.ns)
+            || term
+                .namespace_selector
+                .as_ref()
+                .is_some_and(util::selector_is_empty)
     };
-    ns_ok && term.label_selector.as_ref().is_some_and(|s| util::selector_matches(s, Some(&p.labels)))
+    ns_ok
+        && term
+            .label_selector
+            .as_ref()
+            .is_some_and(|s| util::selector_matches(s, Some(&p.labels)))
 }
 
 impl Topology {
     fn build(state: &State, pod: &Pod, spec: &PodSpec) -> Self {
         let ns = pod.namespace().unwrap_or_default();
         let labels = pod.labels();
-        let mut t = Topology { affinity: vec![], anti: vec![], forbidden: vec![], spread: vec![], soft_spread: vec![] };
+        let mut t = Topology {
+            affinity: vec![],
+            anti: vec![],
+            forbidden: vec![],
+            spread: vec![],
+            soft_spread: vec![],
+        };
         let node_label = |node: &str, key: &str| -> Option<String> {
             let i = state.node_index.get(node)?;
             state.nodes[*i].labels.get(key).cloned()
@@ -429,7 +481,10 @@ impl Topology {
         let aff = spec.affinity.as_ref();
         for term in aff
             .and_then(|a| a.pod_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .into_iter()
             .flatten()
         {
@@ -441,12 +496,19 @@ impl Topology {
                     domains.insert(v);
                 }
             }
-            let self_match = term.label_selector.as_ref().is_some_and(|s| util::selector_matches(s, Some(labels)));
-            t.affinity.push((term.topology_key.clone(), domains, any, self_match));
+            let self_match = term
+                .label_selector
+                .as_ref()
+                .is_some_and(|s| util::selector_matches(s, Some(labels)));
+            t.affinity
+                .push((term.topology_key.clone(), domains, any, self_match));
         }
         for term in aff
             .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .into_iter()
             .flatten()
         {
@@ -459,13 +521,25 @@ impl Topology {
             t.anti.push((term.topology_key.clone(), domains));
         }
         if state.pods_with_anti_affinity > 0 {
-            let me = Placed { node: String::new(), ns: ns.clone(), labels: labels.clone(), req: Res::default(), ports: vec![], anti_affinity: vec![], owner: None };
-            for p in state.placed.values().filter(|p| !p.anti_affinity.is_empty()) {
+            let me = Placed {
+                node: String::new(),
+                ns: ns.clone(),
+                labels: labels.clone(),
+                req: Res::default(),
+                ports: vec![],
+                anti_affinity: vec![],
+                owner: None,
+            };
+            for p in state
+                .placed
+                .values()
+                .filter(|p| !p.anti_affinity.is_empty())
+            {
                 for term in &p.anti_affinity {
-                    if term_matches(term, &p.ns, &me) {
-                        if let Some(v) = node_label(&p.node, &term.topology_key) {
-                            t.forbidden.push((term.topology_key.clone(), v));
-                        }
+                    if term_matches(term, &p.ns, &me)
+                        && let Some(v) = node_label(&p.node, &term.topology_key)
+                    {
+                        t.forbidden.push((term.topology_key.clone(), v));
                     }
                 }
             }
@@ -473,24 +547,26 @@ impl Topology {
         for c in spec.topology_spread_constraints.iter().flatten() {
             let mut counts: HashMap<String, i64> = HashMap::new();
             for n in &state.nodes {
-                if let Some(v) = n.labels.get(&c.topology_key) {
-                    if util::node_admits(spec, &n.name, Some(&n.labels)) {
-                        counts.entry(v.clone()).or_insert(0);
-                    }
+                if let Some(v) = n.labels.get(&c.topology_key)
+                    && util::node_admits(spec, &n.name, Some(&n.labels))
+                {
+                    counts.entry(v.clone()).or_insert(0);
                 }
             }
             for p in state.placed.values().filter(|p| p.ns == ns) {
-                if c.label_selector.as_ref().is_some_and(|s| util::selector_matches(s, Some(&p.labels))) {
-                    if let Some(v) = node_label(&p.node, &c.topology_key) {
-                        if let Some(e) = counts.get_mut(&v) {
-                            *e += 1;
-                        }
-                    }
+                if c.label_selector
+                    .as_ref()
+                    .is_some_and(|s| util::selector_matches(s, Some(&p.labels)))
+                    && let Some(v) = node_label(&p.node, &c.topology_key)
+                    && let Some(e) = counts.get_mut(&v)
+                {
+                    *e += 1;
                 }
             }
             if c.when_unsatisfiable == "DoNotSchedule" {
                 let min = counts.values().copied().min().unwrap_or(0);
-                t.spread.push((c.topology_key.clone(), c.max_skew, counts, min));
+                t.spread
+                    .push((c.topology_key.clone(), c.max_skew, counts, min));
             } else {
                 t.soft_spread.push((c.topology_key.clone(), counts));
             }
@@ -520,7 +596,10 @@ impl Topology {
         }
         for (key, skew, counts, min) in &self.spread {
             let Some(v) = node.labels.get(key) else {
-                return Err("node(s) didn't match pod topology spread constraints (missing required label)".into());
+                return Err(
+                    "node(s) didn't match pod topology spread constraints (missing required label)"
+                        .into(),
+                );
             };
             let c = counts.get(v).copied().unwrap_or(0);
             if c + 1 - min > i64::from(*skew) {
@@ -534,7 +613,12 @@ impl Topology {
         let mut s = 0i128;
         for (key, counts) in &self.soft_spread {
             let max = counts.values().copied().max().unwrap_or(0);
-            let c = node.labels.get(key).and_then(|v| counts.get(v)).copied().unwrap_or(max);
+            let c = node
+                .labels
+                .get(key)
+                .and_then(|v| counts.get(v))
+                .copied()
+                .unwrap_or(max);
             s += i128::from(if max == 0 { 100 } else { (max - c) * 100 / max });
         }
         s
@@ -546,7 +630,11 @@ impl Topology {
 fn score(node: &NodeInfo, req: Res, same_owner: u32) -> i128 {
     const FULL: i128 = 1000;
     let frac = |alloc: i128, used: i128| -> i128 {
-        if alloc <= 0 { FULL } else { ((used * FULL) / alloc).clamp(0, FULL) }
+        if alloc <= 0 {
+            FULL
+        } else {
+            ((used * FULL) / alloc).clamp(0, FULL)
+        }
     };
     let cpu = frac(node.alloc.cpu, node.used.cpu + req.cpu);
     let mem = frac(node.alloc.mem, node.used.mem + req.mem);
@@ -634,12 +722,19 @@ impl Shared {
 }
 
 async fn run(client: Client, opts: SchedulerOptions) {
-    let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Notify::new() });
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        wake: Notify::new(),
+    });
     let (nodes_ready_tx, nodes_ready_rx) = tokio::sync::oneshot::channel::<()>();
     let node_task = tokio::spawn(watch_nodes(client.clone(), shared.clone(), nodes_ready_tx));
     // Pods are placed against nodes, so learn the nodes first.
     let _ = nodes_ready_rx.await;
-    let pod_task = tokio::spawn(watch_pods(client.clone(), shared.clone(), opts.scheduler_name.clone()));
+    let pod_task = tokio::spawn(watch_pods(
+        client.clone(),
+        shared.clone(),
+        opts.scheduler_name.clone(),
+    ));
     let flush_task = tokio::spawn({
         let shared = shared.clone();
         async move {
@@ -650,7 +745,11 @@ async fn run(client: Client, opts: SchedulerOptions) {
             }
         }
     });
-    let _guard = AbortGuard(vec![node_task.abort_handle(), pod_task.abort_handle(), flush_task.abort_handle()]);
+    let _guard = AbortGuard(vec![
+        node_task.abort_handle(),
+        pod_task.abort_handle(),
+        flush_task.abort_handle(),
+    ]);
     schedule_loop(client, shared, opts).await;
 }
 
@@ -667,7 +766,9 @@ impl Drop for AbortGuard {
 async fn watch_nodes(client: Client, shared: Arc<Shared>, ready: tokio::sync::oneshot::Sender<()>) {
     let mut ready = Some(ready);
     let mut seen: Option<HashSet<String>> = None;
-    let mut stream = watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher(Api::<Node>::all(client), watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(ev) = stream.next().await {
         let Ok(ev) = ev else { continue };
         let mut st = shared.lock();
@@ -681,7 +782,12 @@ async fn watch_nodes(client: Client, shared: Arc<Shared>, ready: tokio::sync::on
             }
             Event::InitDone => {
                 if let Some(s) = seen.take() {
-                    let gone: Vec<String> = st.nodes.iter().map(|n| n.name.clone()).filter(|n| !s.contains(n)).collect();
+                    let gone: Vec<String> = st
+                        .nodes
+                        .iter()
+                        .map(|n| n.name.clone())
+                        .filter(|n| !s.contains(n))
+                        .collect();
                     for g in gone {
                         st.delete_node(&g);
                     }
@@ -706,7 +812,9 @@ use kube::runtime::watcher::watcher;
 
 async fn watch_pods(client: Client, shared: Arc<Shared>, scheduler: String) {
     let mut seen: Option<HashSet<String>> = None;
-    let mut stream = watcher(Api::<Pod>::all(client), watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher(Api::<Pod>::all(client), watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(ev) = stream.next().await {
         let Ok(ev) = ev else { continue };
         let mut st = shared.lock();
@@ -721,11 +829,17 @@ async fn watch_pods(client: Client, shared: Arc<Shared>, scheduler: String) {
             }
             Event::InitDone => {
                 if let Some(s) = seen.take() {
-                    let gone: Vec<String> = st.placed.keys().filter(|u| !s.contains(*u)).cloned().collect();
+                    let gone: Vec<String> = st
+                        .placed
+                        .keys()
+                        .filter(|u| !s.contains(*u))
+                        .cloned()
+                        .collect();
                     for g in gone {
                         st.unplace(&g);
                     }
-                    st.pending.retain(|_, p| s.contains(&p.uid().unwrap_or_default()));
+                    st.pending
+                        .retain(|_, p| s.contains(&p.uid().unwrap_or_default()));
                 }
                 freed = true;
             }
@@ -752,12 +866,17 @@ async fn schedule_loop(client: Client, shared: Arc<Shared>, opts: SchedulerOptio
             let mut job = None;
             while let Some(key) = st.queue.pop_front() {
                 st.queued.remove(&key);
-                let Some(pod) = st.pending.get(&key).cloned() else { continue };
+                let Some(pod) = st.pending.get(&key).cloned() else {
+                    continue;
+                };
                 let decision = decide(&mut st, &pod);
                 match &decision {
                     Decision::Bind(node) => {
                         st.binding.insert(key.clone());
-                        st.place(pod.uid().unwrap_or_default(), placed_pod(&pod, node.clone()));
+                        st.place(
+                            pod.uid().unwrap_or_default(),
+                            placed_pod(&pod, node.clone()),
+                        );
                     }
                     Decision::Unschedulable(msg) => {
                         st.unschedulable.insert(key.clone());
@@ -791,7 +910,12 @@ async fn schedule_loop(client: Client, shared: Arc<Shared>, opts: SchedulerOptio
                         Ok(()) => {
                             drop(st);
                             if events {
-                                recorder.publish(pod.as_ref(), false, "Scheduled", format!("Successfully assigned {key} to {node}"));
+                                recorder.publish(
+                                    pod.as_ref(),
+                                    false,
+                                    "Scheduled",
+                                    format!("Successfully assigned {key} to {node}"),
+                                );
                             }
                         }
                         Err(e) => {
@@ -849,7 +973,14 @@ async fn mark_unschedulable(client: &Client, pod: &Pod, msg: &str) {
         "lastTransitionTime": util::time(util::now()),
     }));
     let patch = json!({"status": {"conditions": conditions, "phase": "Pending"}});
-    if let Err(e) = api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+    if let Err(e) = api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
         tracing::debug!(pod = %pod.name_any(), error = %e, "cannot set PodScheduled=False");
     }
 }
@@ -863,8 +994,16 @@ mod tests {
     fn node(name: &str, cpu: &str, labels: &[(&str, &str)], taints: Vec<Taint>) -> Node {
         let mut n = Node::default();
         n.metadata.name = Some(name.into());
-        n.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        n.spec = Some(NodeSpec { taints: Some(taints), ..NodeSpec::default() });
+        n.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        n.spec = Some(NodeSpec {
+            taints: Some(taints),
+            ..NodeSpec::default()
+        });
         n.status = Some(NodeStatus {
             allocatable: Some(
                 [("cpu", cpu), ("memory", "8Gi"), ("pods", "110")]
@@ -886,7 +1025,11 @@ mod tests {
             containers: vec![Container {
                 name: "c".into(),
                 resources: Some(ResourceRequirements {
-                    requests: Some([("cpu".to_string(), Quantity(cpu.into()))].into_iter().collect()),
+                    requests: Some(
+                        [("cpu".to_string(), Quantity(cpu.into()))]
+                            .into_iter()
+                            .collect(),
+                    ),
                     ..ResourceRequirements::default()
                 }),
                 ..Container::default()
@@ -908,7 +1051,10 @@ mod tests {
         let Decision::Unschedulable(msg) = decide(&mut st, &pod("b", "8")) else {
             panic!("should not fit");
         };
-        assert!(msg.starts_with("0/2 nodes are available: 2 Insufficient cpu."), "{msg}");
+        assert!(
+            msg.starts_with("0/2 nodes are available: 2 Insufficient cpu."),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -918,24 +1064,45 @@ mod tests {
         let mut bound = pod("a", "800m");
         bound.spec.as_mut().unwrap().node_name = Some("n".into());
         st.apply_pod(&bound, "default-scheduler");
-        assert!(matches!(decide(&mut st, &pod("b", "500m")), Decision::Unschedulable(_)));
+        assert!(matches!(
+            decide(&mut st, &pod("b", "500m")),
+            Decision::Unschedulable(_)
+        ));
         assert!(st.delete_pod(&bound));
-        assert!(matches!(decide(&mut st, &pod("b", "500m")), Decision::Bind(_)));
+        assert!(matches!(
+            decide(&mut st, &pod("b", "500m")),
+            Decision::Bind(_)
+        ));
     }
 
     #[test]
     fn taints_and_selectors_filter_nodes() {
         let mut st = State::default();
-        let taint = Taint { key: "dedicated".into(), value: Some("gpu".into()), effect: "NoSchedule".into(), ..Taint::default() };
+        let taint = Taint {
+            key: "dedicated".into(),
+            value: Some("gpu".into()),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        };
         st.apply_node(&node("tainted", "4", &[("disk", "ssd")], vec![taint]));
         st.apply_node(&node("plain", "4", &[], vec![]));
         let mut p = pod("a", "100m");
-        p.spec.as_mut().unwrap().node_selector = Some([("disk".to_string(), "ssd".to_string())].into_iter().collect());
+        p.spec.as_mut().unwrap().node_selector = Some(
+            [("disk".to_string(), "ssd".to_string())]
+                .into_iter()
+                .collect(),
+        );
         let Decision::Unschedulable(msg) = decide(&mut st, &p) else {
             panic!("no node is both ssd and untainted");
         };
-        assert!(msg.contains("1 node(s) didn't match Pod's node affinity/selector"), "{msg}");
-        assert!(msg.contains("1 node(s) had untolerated taint {dedicated: gpu}"), "{msg}");
+        assert!(
+            msg.contains("1 node(s) didn't match Pod's node affinity/selector"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("1 node(s) had untolerated taint {dedicated: gpu}"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -946,7 +1113,9 @@ mod tests {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for i in 0..4 {
             let p = pod(&format!("p{i}"), "500m");
-            let Decision::Bind(n) = decide(&mut st, &p) else { panic!("fits") };
+            let Decision::Bind(n) = decide(&mut st, &p) else {
+                panic!("fits")
+            };
             let mut placed = p.clone();
             placed.spec.as_mut().unwrap().node_name = Some(n.clone());
             st.apply_pod(&placed, "default-scheduler");

@@ -83,7 +83,12 @@ struct Sim {
 
 fn node_ip(index: usize) -> String {
     let i = u32::try_from(index).unwrap_or(0);
-    format!("172.{}.{}.{}", 16 + ((i >> 16) & 15), (i >> 8) & 255, i & 255)
+    format!(
+        "172.{}.{}.{}",
+        16 + ((i >> 16) & 15),
+        (i >> 8) & 255,
+        i & 255
+    )
 }
 
 fn pod_cidr(index: usize) -> (u32, u32) {
@@ -139,9 +144,7 @@ impl Sim {
 
     fn node_status(&self, name: &str, index: usize, ready: bool) -> Value {
         let now = util::time(util::now());
-        let cond = |t: &str, status: &str, reason: &str, msg: &str| {
-            json!({"type": t, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": now})
-        };
+        let cond = |t: &str, status: &str, reason: &str, msg: &str| json!({"type": t, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": now});
         let resources = json!({"cpu": self.opts.cpu, "memory": self.opts.memory, "pods": self.opts.max_pods.to_string(), "ephemeral-storage": "100Gi"});
         json!({"status": {
             "capacity": resources,
@@ -179,27 +182,43 @@ impl Sim {
 
     async fn register(&self, name: &str, index: usize) -> Result<(), crate::Error> {
         let nodes: Api<Node> = Api::all(self.client.clone());
-        match nodes.create(&PostParams::default(), &self.node_object(name, index)).await {
+        match nodes
+            .create(&PostParams::default(), &self.node_object(name, index))
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
         nodes
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(self.node_status(name, index, true)))
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(self.node_status(name, index, true)),
+            )
             .await?;
         self.renew(name).await?;
-        self.nodes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), SimNode { index, paused: false, ready: true, next_ip: 2 });
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            name.to_string(),
+            SimNode {
+                index,
+                paused: false,
+                ready: true,
+                next_ip: 2,
+            },
+        );
         Ok(())
     }
 
     async fn renew(&self, name: &str) -> Result<(), crate::Error> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
         let now = MicroTime(util::now());
-        let patch = json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
-        match leases.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await {
+        let patch =
+            json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
+        match leases
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 let lease = Lease {
@@ -247,12 +266,20 @@ impl Sim {
                             // Back from a pause (or marked Unknown): report Ready again.
                             let nodes: Api<Node> = Api::all(sim.client.clone());
                             let r = nodes
-                                .patch_status(&name, &PatchParams::default(), &Patch::Merge(sim.node_status(&name, index, true)))
+                                .patch_status(
+                                    &name,
+                                    &PatchParams::default(),
+                                    &Patch::Merge(sim.node_status(&name, index, true)),
+                                )
                                 .await;
-                            if r.is_ok() {
-                                if let Some(n) = sim.nodes.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&name) {
-                                    n.ready = true;
-                                }
+                            if r.is_ok()
+                                && let Some(n) = sim
+                                    .nodes
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .get_mut(&name)
+                            {
+                                n.ready = true;
                             }
                         }
                     }
@@ -263,7 +290,10 @@ impl Sim {
 
     async fn watch_nodes(self: Arc<Self>) {
         let api: Api<Node> = Api::all(self.client.clone());
-        let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
         while let Some(ev) = stream.next().await {
             let Ok(node) = ev else { continue };
             let name = node.name_any();
@@ -293,15 +323,24 @@ impl Sim {
             let pod = match ev {
                 Ok(Event::Apply(p) | Event::InitApply(p)) => p,
                 Ok(Event::Delete(p)) => {
-                    self.handled.lock().unwrap_or_else(|e| e.into_inner()).remove(&p.uid().unwrap_or_default());
+                    self.handled
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&p.uid().unwrap_or_default());
                     continue;
                 }
                 _ => continue,
             };
-            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+            let node = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
             let ip = {
                 let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(n) = nodes.get_mut(&node) else { continue };
+                let Some(n) = nodes.get_mut(&node) else {
+                    continue;
+                };
                 if n.paused {
                     continue;
                 }
@@ -319,7 +358,11 @@ impl Sim {
         }
     }
 
-    async fn handle_pod(&self, pod: Pod, (pod_ip, host_ip): (String, String)) -> Result<(), crate::Error> {
+    async fn handle_pod(
+        &self,
+        pod: Pod,
+        (pod_ip, host_ip): (String, String),
+    ) -> Result<(), crate::Error> {
         let ns = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
         let uid = pod.uid().unwrap_or_default();
@@ -327,7 +370,10 @@ impl Sim {
         if util::terminating(&pod.metadata) {
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
                 ..DeleteParams::default()
             };
             match api.delete(&name, &dp).await {
@@ -341,13 +387,25 @@ impl Sim {
         if matches!(phase, "Succeeded" | "Failed") {
             return Ok(());
         }
-        let already = self.handled.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).copied();
+        let already = self
+            .handled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&uid)
+            .copied();
         let spec = pod.spec.clone().unwrap_or_default();
-        let runs_to_completion = spec.restart_policy.as_deref().is_some_and(|r| r != "Always");
+        let runs_to_completion = spec
+            .restart_policy
+            .as_deref()
+            .is_some_and(|r| r != "Always");
         if already.is_none() || (phase == "Pending" && already == Some("Running")) {
-            self.handled.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone(), "Running");
+            self.handled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(uid.clone(), "Running");
             let status = running_status(&pod, &pod_ip, &host_ip);
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                .await?;
             if runs_to_completion {
                 let secs = pod
                     .annotations()
@@ -357,9 +415,15 @@ impl Sim {
                     .clamp(0.0, 86_400.0);
                 tokio::time::sleep(Duration::from_secs_f64(secs)).await;
                 let code = self.exit_code(&pod);
-                self.handled.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, "Finished");
+                self.handled
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(uid, "Finished");
                 let status = finished_status(&pod, &pod_ip, &host_ip, code);
-                match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await {
+                match api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                    .await
+                {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e.into()),
@@ -371,7 +435,11 @@ impl Sim {
 
     /// How a run-to-completion pod ends: `exit N` in its command, or a forced early failure.
     fn exit_code(&self, pod: &Pod) -> i32 {
-        if let Some(n) = pod.annotations().get(FAIL_FIRST_ANNOTATION).and_then(|s| s.parse::<u32>().ok()) {
+        if let Some(n) = pod
+            .annotations()
+            .get(FAIL_FIRST_ANNOTATION)
+            .and_then(|s| s.parse::<u32>().ok())
+        {
             let owner = pod
                 .owner_references()
                 .iter()
@@ -385,8 +453,16 @@ impl Sim {
             }
         }
         let spec = pod.spec.clone().unwrap_or_default();
-        let Some(c) = spec.containers.first() else { return 0 };
-        let words: Vec<String> = c.command.iter().flatten().chain(c.args.iter().flatten()).cloned().collect();
+        let Some(c) = spec.containers.first() else {
+            return 0;
+        };
+        let words: Vec<String> = c
+            .command
+            .iter()
+            .flatten()
+            .chain(c.args.iter().flatten())
+            .cloned()
+            .collect();
         let text = words.join(" ");
         if words.first().is_some_and(|w| w == "false") {
             return 1;
@@ -432,7 +508,16 @@ fn conditions(ready: bool, now: &Value) -> Value {
 
 fn running_status(pod: &Pod, pod_ip: &str, host_ip: &str) -> Value {
     let now = json!(util::time(util::now()));
-    let ip = if pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) { host_ip } else { pod_ip };
+    let ip = if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+    {
+        host_ip
+    } else {
+        pod_ip
+    };
     json!({"status": {
         "phase": "Running",
         "conditions": conditions(true, &now),
@@ -479,7 +564,12 @@ mod tests {
 
     #[test]
     fn names_follow_prefix_and_first_index() {
-        let opts = SimOptions { nodes: 2, prefix: "n-".into(), first_index: 5, ..SimOptions::default() };
+        let opts = SimOptions {
+            nodes: 2,
+            prefix: "n-".into(),
+            first_index: 5,
+            ..SimOptions::default()
+        };
         let names = node_names(&opts);
         assert!(names.contains("n-5") && names.contains("n-6"));
         assert_eq!(names.len(), 2);

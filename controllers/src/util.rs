@@ -14,10 +14,10 @@ use serde::Serialize;
 pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
     let empty = BTreeMap::new();
     let labels = labels.unwrap_or(&empty);
-    if let Some(ml) = &sel.match_labels {
-        if ml.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
+    if let Some(ml) = &sel.match_labels
+        && ml.iter().any(|(k, v)| labels.get(k) != Some(v))
+    {
+        return false;
     }
     for e in sel.match_expressions.iter().flatten() {
         let values = e.values.as_deref().unwrap_or(&[]);
@@ -43,7 +43,10 @@ pub fn selector_is_empty(sel: &LabelSelector) -> bool {
 }
 
 /// Whether a plain `key=value` map selector (Services, nodeSelector) matches `labels`.
-pub fn map_matches(sel: &BTreeMap<String, String>, labels: Option<&BTreeMap<String, String>>) -> bool {
+pub fn map_matches(
+    sel: &BTreeMap<String, String>,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
     sel.iter()
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
@@ -68,17 +71,8 @@ pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
     }
 }
 
-/// Whether `meta` is controlled by the object with `uid`.
-pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
-    controller_of(meta).is_some_and(|r| r.uid == uid)
-}
-
 pub fn name(meta: &ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or("")
-}
-
-pub fn ns(meta: &ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or("")
 }
 
 pub fn uid(meta: &ObjectMeta) -> &str {
@@ -189,10 +183,10 @@ pub fn hash_of<T: Serialize>(value: &T, collisions: Option<i32>) -> String {
 /// A pod template without the labels a controller adds, for comparing templates.
 pub fn template_without(t: &PodTemplateSpec, label: &str) -> PodTemplateSpec {
     let mut t = t.clone();
-    if let Some(meta) = t.metadata.as_mut() {
-        if let Some(l) = meta.labels.as_mut() {
-            l.remove(label);
-        }
+    if let Some(meta) = t.metadata.as_mut()
+        && let Some(l) = meta.labels.as_mut()
+    {
+        l.remove(label);
     }
     t
 }
@@ -227,9 +221,17 @@ pub fn parse_quantity(q: &str, milli: bool) -> Option<i128> {
     let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
     let negative = int_part.starts_with('-');
     let int_digits = int_part.trim_start_matches(['-', '+']);
-    let int: i128 = if int_digits.is_empty() { 0 } else { int_digits.parse().ok()? };
+    let int: i128 = if int_digits.is_empty() {
+        0
+    } else {
+        int_digits.parse().ok()?
+    };
     let frac_digits = &frac_part[..frac_part.len().min(9)];
-    let frac: i128 = if frac_digits.is_empty() { 0 } else { frac_digits.parse().ok()? };
+    let frac: i128 = if frac_digits.is_empty() {
+        0
+    } else {
+        frac_digits.parse().ok()?
+    };
     let frac_den = 10i128.pow(u32::try_from(frac_digits.len()).ok()?);
     let total_num = (int * frac_den + frac) * mult_num * scale;
     let den = frac_den * mult_den;
@@ -246,10 +248,11 @@ pub fn backoff(n: u32, cap: std::time::Duration) -> std::time::Duration {
 
 /// Whether toleration `t` tolerates `taint`.
 pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref() {
-        if !e.is_empty() && e != taint.effect {
-            return false;
-        }
+    if let Some(e) = t.effect.as_deref()
+        && !e.is_empty()
+        && e != taint.effect
+    {
+        return false;
     }
     let op = t.operator.as_deref().unwrap_or("Equal");
     match t.key.as_deref() {
@@ -257,14 +260,20 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
         Some(k) if k != taint.key => false,
         Some(_) => match op {
             "Exists" => true,
-            "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+            "Equal" | "" => {
+                t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+            }
             _ => false,
         },
     }
 }
 
 /// The first taint with one of `effects` that none of `tolerations` tolerates.
-pub fn untolerated<'a>(taints: &'a [Taint], tolerations: &[Toleration], effects: &[&str]) -> Option<&'a Taint> {
+pub fn untolerated<'a>(
+    taints: &'a [Taint],
+    tolerations: &[Toleration],
+    effects: &[&str],
+) -> Option<&'a Taint> {
     taints
         .iter()
         .filter(|t| effects.contains(&t.effect.as_str()))
@@ -272,7 +281,11 @@ pub fn untolerated<'a>(taints: &'a [Taint], tolerations: &[Toleration], effects:
 }
 
 /// Whether a node (its name and labels) satisfies one node selector term.
-pub fn node_term_matches(term: &NodeSelectorTerm, node_name: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
+pub fn node_term_matches(
+    term: &NodeSelectorTerm,
+    node_name: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
     let req_ok = |r: &NodeSelectorRequirement, value: Option<&String>| {
         let values = r.values.as_deref().unwrap_or(&[]);
         match r.operator.as_str() {
@@ -281,10 +294,17 @@ pub fn node_term_matches(term: &NodeSelectorTerm, node_name: &str, labels: Optio
             "Exists" => value.is_some(),
             "DoesNotExist" => value.is_none(),
             "Gt" | "Lt" => {
-                let (Some(v), Some(bound)) = (value.and_then(|v| v.parse::<i64>().ok()), values.first().and_then(|b| b.parse::<i64>().ok())) else {
+                let (Some(v), Some(bound)) = (
+                    value.and_then(|v| v.parse::<i64>().ok()),
+                    values.first().and_then(|b| b.parse::<i64>().ok()),
+                ) else {
                     return false;
                 };
-                if r.operator == "Gt" { v > bound } else { v < bound }
+                if r.operator == "Gt" {
+                    v > bound
+                } else {
+                    v < bound
+                }
             }
             _ => false,
         }
@@ -295,24 +315,38 @@ pub fn node_term_matches(term: &NodeSelectorTerm, node_name: &str, labels: Optio
         return false;
     }
     let name = node_name.to_string();
-    exprs.iter().all(|r| req_ok(r, labels.and_then(|l| l.get(&r.key))))
-        && fields.iter().all(|r| r.key == "metadata.name" && req_ok(r, Some(&name)))
+    exprs
+        .iter()
+        .all(|r| req_ok(r, labels.and_then(|l| l.get(&r.key))))
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && req_ok(r, Some(&name)))
 }
 
 /// Whether a pod's nodeSelector and required node affinity admit the node.
-pub fn node_admits(spec: &PodSpec, node_name: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
-    if let Some(sel) = &spec.node_selector {
-        if !map_matches(sel, labels) {
-            return false;
-        }
+pub fn node_admits(
+    spec: &PodSpec,
+    node_name: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
+    if let Some(sel) = &spec.node_selector
+        && !map_matches(sel, labels)
+    {
+        return false;
     }
     let required = spec
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
-        Some(r) => r.node_selector_terms.iter().any(|t| node_term_matches(t, node_name, labels)),
+        Some(r) => r
+            .node_selector_terms
+            .iter()
+            .any(|t| node_term_matches(t, node_name, labels)),
         None => true,
     }
 }
@@ -323,7 +357,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -337,7 +374,10 @@ mod tests {
             }]),
         };
         assert!(selector_matches(&sel, Some(&labels(&[("app", "web")]))));
-        assert!(!selector_matches(&sel, Some(&labels(&[("app", "web"), ("tier", "db")]))));
+        assert!(!selector_matches(
+            &sel,
+            Some(&labels(&[("app", "web"), ("tier", "db")]))
+        ));
         assert!(!selector_matches(&sel, Some(&labels(&[("app", "api")]))));
         assert!(selector_matches(&LabelSelector::default(), None));
     }
@@ -408,7 +448,11 @@ mod tests {
         let l = labels(&[("zone", "a")]);
         assert!(node_term_matches(&term, "n1", Some(&l)));
         assert!(!node_term_matches(&term, "n2", Some(&l)));
-        assert!(!node_term_matches(&term, "n1", Some(&labels(&[("zone", "b")]))));
+        assert!(!node_term_matches(
+            &term,
+            "n1",
+            Some(&labels(&[("zone", "b")]))
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use skiff_tests::{eventually, skiff_bin};
@@ -37,9 +37,15 @@ impl Cluster {
             .spawn()
             .expect("spawn skiff server");
         let kubeconfig = data.join("kubeconfig");
-        let mut c = Self { server, sims: Vec::new(), dir, kubeconfig };
+        let mut c = Self {
+            server,
+            sims: Vec::new(),
+            dir,
+            kubeconfig,
+        };
         eventually(Duration::from_secs(30), "server ready", || {
-            (c.kubeconfig.exists() && c.kubectl(&["get", "--raw", "/readyz"]).status.success()).then_some(())
+            (c.kubeconfig.exists() && c.kubectl(&["get", "--raw", "/readyz"]).status.success())
+                .then_some(())
         });
         if nodes > 0 {
             c.sim(&["--nodes", &nodes.to_string()]);
@@ -105,9 +111,19 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("kubectl");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write");
         let out = child.wait_with_output().expect("kubectl");
-        assert!(out.status.success(), "kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -118,7 +134,10 @@ impl Cluster {
     }
 
     fn items(&self, args: &[&str]) -> Vec<Value> {
-        self.json(args)["items"].as_array().cloned().unwrap_or_default()
+        self.json(args)["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn log_tail(&self) -> String {
@@ -137,7 +156,10 @@ impl Cluster {
                 .filter(|p| p["status"]["phase"] == "Running" && ready(p))
                 .cloned()
                 .collect();
-            let live = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
+            let live = pods
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .count();
             (running.len() == n && live == n).then_some(running)
         })
     }
@@ -160,13 +182,17 @@ impl Drop for Cluster {
 }
 
 fn ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    p["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 fn names(items: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = items.iter().filter_map(|i| i["metadata"]["name"].as_str().map(str::to_string)).collect();
+    let mut v: Vec<String> = items
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
     v.sort();
     v
 }
@@ -176,9 +202,19 @@ const T: Duration = Duration::from_secs(30);
 #[test]
 fn deployment_scales_rolls_out_and_rolls_back() {
     let c = Cluster::start(&[], 3);
-    c.ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=3"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=3",
+    ]);
     let pods = c.wait_running("app=web", 3, T);
-    assert!(pods.iter().all(|p| p["spec"]["nodeName"].as_str().is_some_and(|n| n.starts_with("sim-"))));
+    assert!(pods.iter().all(|p| {
+        p["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("sim-"))
+    }));
     c.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
 
     c.ok(&["scale", "deployment/web", "--replicas=10"]);
@@ -187,7 +223,16 @@ fn deployment_scales_rolls_out_and_rolls_back() {
     // Watch every pod change during the rolling update and check availability never dips
     // below replicas - maxUnavailable (10 - 25% = 8, rounded down to 8... 10*25% = 2.5 -> 2).
     let mut watch = c
-        .kubectl_cmd(&["get", "pods", "-l", "app=web", "-w", "-o", "json", "--output-watch-events"])
+        .kubectl_cmd(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-w",
+            "-o",
+            "json",
+            "--output-watch-events",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -198,12 +243,15 @@ fn deployment_scales_rolls_out_and_rolls_back() {
         let min_seen = min_seen.clone();
         std::thread::spawn(move || {
             let mut state: HashMap<String, bool> = HashMap::new();
-            let stream = serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>();
+            let stream =
+                serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>();
             for ev in stream {
                 let Ok(ev) = ev else { break };
                 let obj = &ev["object"];
                 let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let available = ev["type"] != "DELETED" && obj["metadata"]["deletionTimestamp"].is_null() && ready(obj);
+                let available = ev["type"] != "DELETED"
+                    && obj["metadata"]["deletionTimestamp"].is_null()
+                    && ready(obj);
                 state.insert(name, available);
                 // Count only once the initial list is in (10 pods seen).
                 if state.len() >= 10 {
@@ -218,31 +266,53 @@ fn deployment_scales_rolls_out_and_rolls_back() {
     c.ok(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     let pods = c.wait_running("app=web", 10, T);
-    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27"));
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27")
+    );
     std::thread::sleep(Duration::from_secs(1));
     let _ = watch.kill();
     let _ = watch.wait();
     let _ = reader.join();
     let min = *min_seen.lock().unwrap();
     assert!(min != usize::MAX, "the watch saw the pods");
-    assert!(min >= 8, "availability dropped to {min} during the rolling update");
+    assert!(
+        min >= 8,
+        "availability dropped to {min} during the rolling update"
+    );
 
     let history = c.ok(&["rollout", "history", "deployment/web"]);
     assert!(history.contains("REVISION"), "{history}");
-    let revisions: Vec<&str> = history.lines().skip(2).filter(|l| !l.trim().is_empty()).collect();
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert_eq!(revisions.len(), 2, "{history}");
     let rs = c.items(&["get", "rs", "-l", "app=web"]);
     assert_eq!(rs.len(), 2);
-    assert!(rs.iter().all(|r| r["metadata"]["labels"]["pod-template-hash"].is_string()));
+    assert!(
+        rs.iter()
+            .all(|r| r["metadata"]["labels"]["pod-template-hash"].is_string())
+    );
     let d = c.json(&["get", "deployment", "web"]);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
 
     c.ok(&["rollout", "undo", "deployment/web"]);
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     let pods = c.wait_running("app=web", 10, T);
-    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.25"));
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.25")
+    );
     let d = c.json(&["get", "deployment", "web"]);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
     assert_eq!(d["status"]["updatedReplicas"], 10);
     assert_eq!(d["status"]["availableReplicas"], 10);
 
@@ -250,36 +320,67 @@ fn deployment_scales_rolls_out_and_rolls_back() {
     c.ok(&["rollout", "pause", "deployment/web"]);
     c.ok(&["set", "image", "deployment/web", "nginx=nginx:1.28"]);
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(c.items(&["get", "rs", "-l", "app=web"]).len(), 2, "paused: no new ReplicaSet");
+    assert_eq!(
+        c.items(&["get", "rs", "-l", "app=web"]).len(),
+        2,
+        "paused: no new ReplicaSet"
+    );
     c.ok(&["rollout", "resume", "deployment/web"]);
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     c.ok(&["rollout", "restart", "deployment/web"]);
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     let d = c.json(&["get", "deployment", "web"]);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "5");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "5"
+    );
 }
 
 #[test]
 fn recreate_strategy_replaces_all_pods() {
     let c = Cluster::start(&[], 2);
-    c.ok(&["create", "deployment", "db", "--image=postgres:16", "--replicas=2"]);
-    c.ok(&["patch", "deployment", "db", "-p", r#"{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}"#]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "db",
+        "--image=postgres:16",
+        "--replicas=2",
+    ]);
+    c.ok(&[
+        "patch",
+        "deployment",
+        "db",
+        "-p",
+        r#"{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}"#,
+    ]);
     c.wait_running("app=db", 2, T);
     c.ok(&["set", "image", "deployment/db", "postgres=postgres:17"]);
     c.ok(&["rollout", "status", "deployment/db", "--timeout=60s"]);
     let pods = c.wait_running("app=db", 2, T);
-    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "postgres:17"));
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "postgres:17")
+    );
 }
 
 #[test]
 fn deleted_pod_is_replaced_and_pods_that_fit_nowhere_say_why() {
     let c = Cluster::start(&[], 2);
-    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
     let pods = c.wait_running("app=web", 2, T);
     let victim = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
     c.ok(&["delete", "pod", &victim]);
     let pods = c.wait_running("app=web", 2, T);
-    assert!(!names(&pods).contains(&victim), "the deleted pod was replaced by a new one");
+    assert!(
+        !names(&pods).contains(&victim),
+        "the deleted pod was replaced by a new one"
+    );
 
     // A pod asking for more CPU than any node has stays Pending, with the reason.
     c.ok(&["run", "huge", "--image=nginx", "--overrides", r#"{"spec":{"containers":[{"name":"huge","image":"nginx","resources":{"requests":{"cpu":"64"}}}]}}"#]);
@@ -287,10 +388,19 @@ fn deleted_pod_is_replaced_and_pods_that_fit_nowhere_say_why() {
         let d = c.ok(&["describe", "pod", "huge"]);
         d.contains("FailedScheduling").then_some(d)
     });
-    assert!(describe.contains("0/2 nodes are available: 2 Insufficient cpu."), "{describe}");
+    assert!(
+        describe.contains("0/2 nodes are available: 2 Insufficient cpu."),
+        "{describe}"
+    );
     let p = c.json(&["get", "pod", "huge"]);
     assert_eq!(p["status"]["phase"], "Pending");
-    let cond = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").cloned().unwrap();
+    let cond = p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .cloned()
+        .unwrap();
     assert_eq!(cond["status"], "False");
     assert_eq!(cond["reason"], "Unschedulable");
 }
@@ -298,10 +408,17 @@ fn deleted_pod_is_replaced_and_pods_that_fit_nowhere_say_why() {
 #[test]
 fn pending_pod_is_scheduled_when_a_matching_node_joins() {
     let mut c = Cluster::start(&[], 1);
-    c.ok(&["run", "picky", "--image=nginx", "--overrides", r#"{"spec":{"nodeSelector":{"disk":"ssd"}}}"#]);
+    c.ok(&[
+        "run",
+        "picky",
+        "--image=nginx",
+        "--overrides",
+        r#"{"spec":{"nodeSelector":{"disk":"ssd"}}}"#,
+    ]);
     eventually(T, "picky FailedScheduling", || {
         let d = c.ok(&["describe", "pod", "picky"]);
-        d.contains("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.").then_some(())
+        d.contains("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.")
+            .then_some(())
     });
     c.sim(&["--nodes", "1", "--prefix", "ssd-", "--label", "disk=ssd"]);
     eventually(T, "picky running on ssd-0", || {
@@ -312,7 +429,13 @@ fn pending_pod_is_scheduled_when_a_matching_node_joins() {
 
 #[test]
 fn silent_node_goes_not_ready_and_its_pods_move() {
-    let c = Cluster::start(&["--node-monitor-grace-period=3s", "--default-toleration-seconds=2"], 3);
+    let c = Cluster::start(
+        &[
+            "--node-monitor-grace-period=3s",
+            "--default-toleration-seconds=2",
+        ],
+        3,
+    );
     // The API server's DefaultTolerationSeconds admission gives pods 300 s on unreachable
     // nodes; this deployment asks for 2 s instead.
     c.ok_stdin(
@@ -348,7 +471,10 @@ spec:
     });
     eventually(T, "unreachable NoExecute taint", || {
         let node = c.json(&["get", "node", &victim_node]);
-        let taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+        let taints = node["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         taints
             .iter()
             .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute")
@@ -366,13 +492,20 @@ spec:
             .iter()
             .filter(|p| on_victim.contains(p["metadata"]["name"].as_str().unwrap_or("")))
             .all(|p| !p["metadata"]["deletionTimestamp"].is_null());
-        (live.len() == 6 && live.iter().all(|p| p["spec"]["nodeName"] != victim_node.as_str()) && evicted).then_some(())
+        (live.len() == 6
+            && live
+                .iter()
+                .all(|p| p["spec"]["nodeName"] != victim_node.as_str())
+            && evicted)
+            .then_some(())
     });
     // Heartbeats back: Ready again and untainted.
     c.ok(&["label", "node", &victim_node, "sim.skiff.dev/paused-"]);
     eventually(T, "node Ready again", || {
         let node = c.json(&["get", "node", &victim_node]);
-        let tainted = node["spec"]["taints"].as_array().is_some_and(|t| !t.is_empty());
+        let tainted = node["spec"]["taints"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty());
         let out = c.ok(&["get", "node", &victim_node, "--no-headers"]);
         (out.contains(" Ready ") && !tainted).then_some(())
     });
@@ -383,10 +516,28 @@ fn namespace_deletion_removes_everything_and_default_service_account_exists() {
     let c = Cluster::start(&[], 1);
     c.ok(&["create", "namespace", "shop"]);
     eventually(T, "default service account", || {
-        c.kubectl(&["get", "serviceaccount", "default", "-n", "shop"]).status.success().then_some(())
+        c.kubectl(&["get", "serviceaccount", "default", "-n", "shop"])
+            .status
+            .success()
+            .then_some(())
     });
-    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2", "-n", "shop"]);
-    c.ok(&["create", "configmap", "cfg", "--from-literal=a=b", "-n", "shop"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+        "-n",
+        "shop",
+    ]);
+    c.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=a=b",
+        "-n",
+        "shop",
+    ]);
     c.ok(&["expose", "deployment", "web", "--port=80", "-n", "shop"]);
     eventually(T, "pods running in shop", || {
         let pods = c.items(&["get", "pods", "-n", "shop"]);
@@ -395,46 +546,102 @@ fn namespace_deletion_removes_everything_and_default_service_account_exists() {
     c.ok(&["delete", "namespace", "shop", "--timeout=60s"]);
     let out = c.kubectl(&["get", "namespace", "shop"]);
     assert!(!out.status.success(), "namespace is gone");
-    assert!(c.items(&["get", "pods", "-A"]).iter().all(|p| p["metadata"]["namespace"] != "shop"));
+    assert!(
+        c.items(&["get", "pods", "-A"])
+            .iter()
+            .all(|p| p["metadata"]["namespace"] != "shop")
+    );
 }
 
 #[test]
 fn cascading_deletion_background_foreground_and_orphan() {
     let c = Cluster::start(&[], 2);
     // Background (kubectl's default): the ReplicaSet and pods follow the Deployment.
-    c.ok(&["create", "deployment", "bg", "--image=nginx", "--replicas=2"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "bg",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
     c.wait_running("app=bg", 2, T);
     c.ok(&["delete", "deployment", "bg"]);
     eventually(T, "bg ReplicaSet and pods gone", || {
-        (c.items(&["get", "rs", "-l", "app=bg"]).is_empty() && c.items(&["get", "pods", "-l", "app=bg"]).is_empty()).then_some(())
+        (c.items(&["get", "rs", "-l", "app=bg"]).is_empty()
+            && c.items(&["get", "pods", "-l", "app=bg"]).is_empty())
+        .then_some(())
     });
 
     // Foreground: kubectl waits; when it returns the dependents are already gone.
-    c.ok(&["create", "deployment", "fg", "--image=nginx", "--replicas=2"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "fg",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
     c.wait_running("app=fg", 2, T);
-    c.ok(&["delete", "deployment", "fg", "--cascade=foreground", "--timeout=60s"]);
-    assert!(c.items(&["get", "rs", "-l", "app=fg"]).is_empty(), "ReplicaSets deleted before the Deployment");
-    assert!(c.items(&["get", "pods", "-l", "app=fg"]).is_empty(), "pods deleted before the Deployment");
+    c.ok(&[
+        "delete",
+        "deployment",
+        "fg",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    assert!(
+        c.items(&["get", "rs", "-l", "app=fg"]).is_empty(),
+        "ReplicaSets deleted before the Deployment"
+    );
+    assert!(
+        c.items(&["get", "pods", "-l", "app=fg"]).is_empty(),
+        "pods deleted before the Deployment"
+    );
 
     // Orphan: the ReplicaSet goes, its pods stay, without owner references.
-    c.ok(&["create", "deployment", "or", "--image=nginx", "--replicas=2"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "or",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
     c.wait_running("app=or", 2, T);
     c.ok(&["delete", "deployment", "or", "--cascade=orphan"]);
     let rs = c.items(&["get", "rs", "-l", "app=or"]);
     assert_eq!(rs.len(), 1, "orphaned ReplicaSet stays");
-    assert!(rs[0]["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty));
+    assert!(
+        rs[0]["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
     let rs_name = rs[0]["metadata"]["name"].as_str().unwrap().to_string();
     c.ok(&["delete", "rs", &rs_name, "--cascade=orphan"]);
     std::thread::sleep(Duration::from_secs(2));
     let pods = c.items(&["get", "pods", "-l", "app=or"]);
     assert_eq!(pods.len(), 2, "orphaned pods stay");
-    assert!(pods.iter().all(|p| p["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty)));
+    assert!(pods.iter().all(|p| {
+        p["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    }));
 }
 
 /// Start `kubectl get pods -l SELECTOR -w --output-watch-events` and collect (type, name) pairs.
-fn watch_events(c: &Cluster, selector: &str) -> (Child, Arc<Mutex<Vec<(String, String, bool)>>>) {
+/// (watch event type, pod name, has a deletionTimestamp)
+type WatchLog = Arc<Mutex<Vec<(String, String, bool)>>>;
+
+fn watch_events(c: &Cluster, selector: &str) -> (Child, WatchLog) {
     let mut child = c
-        .kubectl_cmd(&["get", "pods", "-l", selector, "-w", "-o", "json", "--output-watch-events"])
+        .kubectl_cmd(&[
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-w",
+            "-o",
+            "json",
+            "--output-watch-events",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -443,18 +650,29 @@ fn watch_events(c: &Cluster, selector: &str) -> (Child, Arc<Mutex<Vec<(String, S
     let events = Arc::new(Mutex::new(Vec::new()));
     let out = events.clone();
     std::thread::spawn(move || {
-        for ev in serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>() {
+        for ev in serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>()
+        {
             let Ok(ev) = ev else { break };
-            let name = ev["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let name = ev["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let deleting = !ev["object"]["metadata"]["deletionTimestamp"].is_null();
-            out.lock().unwrap().push((ev["type"].as_str().unwrap_or("").to_string(), name, deleting));
+            out.lock().unwrap().push((
+                ev["type"].as_str().unwrap_or("").to_string(),
+                name,
+                deleting,
+            ));
         }
     });
     (child, events)
 }
 
 /// The order in which names first show up with `pred`.
-fn first_seen(events: &[(String, String, bool)], pred: impl Fn(&(String, String, bool)) -> bool) -> Vec<String> {
+fn first_seen(
+    events: &[(String, String, bool)],
+    pred: impl Fn(&(String, String, bool)) -> bool,
+) -> Vec<String> {
     let mut seen = Vec::new();
     for e in events.iter().filter(|e| pred(e)) {
         if !seen.contains(&e.1) {
@@ -492,36 +710,80 @@ fn statefulset_creates_in_order_updates_and_removes_in_reverse() {
     let pods = c.wait_running("app=sts", 3, T);
     assert_eq!(names(&pods), ["web-0", "web-1", "web-2"]);
     let created = first_seen(&events.lock().unwrap(), |e| e.0 == "ADDED");
-    assert_eq!(created, ["web-0", "web-1", "web-2"], "created in ordinal order");
-    assert!(pods.iter().all(|p| p["spec"]["hostname"] == p["metadata"]["name"] && p["spec"]["subdomain"] == "web"));
+    assert_eq!(
+        created,
+        ["web-0", "web-1", "web-2"],
+        "created in ordinal order"
+    );
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["hostname"] == p["metadata"]["name"]
+                && p["spec"]["subdomain"] == "web")
+    );
     let pvcs = names(&c.items(&["get", "pvc"]));
     assert_eq!(pvcs, ["data-web-0", "data-web-1", "data-web-2"]);
     c.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
 
     // Rolling update with a partition: only ordinals >= 2 move.
-    c.ok(&["patch", "statefulset", "web", "-p", r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}}}}"#]);
+    c.ok(&[
+        "patch",
+        "statefulset",
+        "web",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}}}}"#,
+    ]);
     c.ok(&["set", "image", "statefulset/web", "nginx=nginx:1.27"]);
     eventually(T, "web-2 updated, web-0/1 not", || {
         let pods = c.wait_running("app=sts", 3, T);
-        let image = |n: &str| pods.iter().find(|p| p["metadata"]["name"] == n).map(|p| p["spec"]["containers"][0]["image"].clone());
-        (image("web-2") == Some(Value::from("nginx:1.27")) && image("web-0") == Some(Value::from("nginx:1.25"))).then_some(())
+        let image = |n: &str| {
+            pods.iter()
+                .find(|p| p["metadata"]["name"] == n)
+                .map(|p| p["spec"]["containers"][0]["image"].clone())
+        };
+        (image("web-2") == Some(Value::from("nginx:1.27"))
+            && image("web-0") == Some(Value::from("nginx:1.25")))
+        .then_some(())
     });
     let history = c.ok(&["rollout", "history", "statefulset/web"]);
-    assert!(history.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count() >= 2, "{history}");
-    c.ok(&["patch", "statefulset", "web", "-p", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#]);
+    assert!(
+        history
+            .lines()
+            .filter(|l| l.trim_start().starts_with(char::is_numeric))
+            .count()
+            >= 2,
+        "{history}"
+    );
+    c.ok(&[
+        "patch",
+        "statefulset",
+        "web",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
     c.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
     let pods = c.wait_running("app=sts", 3, T);
-    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27"));
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27")
+    );
 
     // Scale to zero: removed from the highest ordinal down.
     let before = events.lock().unwrap().len();
     c.ok(&["scale", "statefulset/web", "--replicas=0"]);
-    eventually(T, "all pods gone", || c.items(&["get", "pods", "-l", "app=sts"]).is_empty().then_some(()));
+    eventually(T, "all pods gone", || {
+        c.items(&["get", "pods", "-l", "app=sts"])
+            .is_empty()
+            .then_some(())
+    });
     let _ = watch.kill();
     let _ = watch.wait();
     let ev = events.lock().unwrap();
     let deleted = first_seen(&ev[before..], |e| e.0 == "DELETED" || e.2);
-    assert_eq!(deleted, ["web-2", "web-1", "web-0"], "removed in reverse order");
+    assert_eq!(
+        deleted,
+        ["web-2", "web-1", "web-0"],
+        "removed in reverse order"
+    );
 }
 
 const DAEMONSET: &str = r#"
@@ -541,7 +803,10 @@ fn daemonset_covers_every_node_and_follows_new_ones() {
     let mut c = Cluster::start(&[], 2);
     c.ok_stdin(&["apply", "-f", "-"], DAEMONSET);
     let pods = c.wait_running("app=agent", 2, T);
-    let mut nodes: Vec<String> = pods.iter().map(|p| p["spec"]["nodeName"].as_str().unwrap().to_string()).collect();
+    let mut nodes: Vec<String> = pods
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap().to_string())
+        .collect();
     nodes.sort();
     assert_eq!(nodes, ["sim-0", "sim-1"]);
     c.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
@@ -552,14 +817,18 @@ fn daemonset_covers_every_node_and_follows_new_ones() {
     let ds = c.json(&["get", "daemonset", "agent"]);
     eventually(T, "status counts 3", || {
         let ds = c.json(&["get", "daemonset", "agent"]);
-        (ds["status"]["desiredNumberScheduled"] == 3 && ds["status"]["numberReady"] == 3).then_some(())
+        (ds["status"]["desiredNumberScheduled"] == 3 && ds["status"]["numberReady"] == 3)
+            .then_some(())
     });
     assert_eq!(ds["kind"], "DaemonSet");
     // A rolling update replaces every pod.
     c.ok(&["set", "image", "daemonset/agent", "agent=busybox:1.36"]);
     c.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
     let pods = c.wait_running("app=agent", 3, T);
-    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.36"));
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.36")
+    );
 }
 
 #[test]
@@ -584,7 +853,12 @@ spec:
       containers: [{name: work, image: busybox, command: [sh, -c, "echo hi"]}]
 "#,
     );
-    c.ok(&["wait", "--for=condition=complete", "job/flaky", "--timeout=60s"]);
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/flaky",
+        "--timeout=60s",
+    ]);
     let job = c.json(&["get", "job", "flaky"]);
     assert_eq!(job["status"]["succeeded"], 2);
     assert_eq!(job["status"]["failed"], 2);
@@ -594,9 +868,30 @@ spec:
     assert!(out.contains("Complete") && out.contains("2/2"), "{out}");
 
     // A command that always fails: the Job fails after backoffLimit retries.
-    c.ok(&["create", "job", "doomed", "--image=busybox", "--", "sh", "-c", "exit 3"]);
-    c.ok(&["patch", "job", "doomed", "--type=merge", "-p", r#"{"spec":{"backoffLimit":1}}"#]);
-    c.ok(&["wait", "--for=condition=failed", "job/doomed", "--timeout=60s"]);
+    c.ok(&[
+        "create",
+        "job",
+        "doomed",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    c.ok(&[
+        "patch",
+        "job",
+        "doomed",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"backoffLimit":1}}"#,
+    ]);
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/doomed",
+        "--timeout=60s",
+    ]);
     let describe = c.ok(&["describe", "job", "doomed"]);
     assert!(describe.contains("BackoffLimitExceeded"), "{describe}");
 }
@@ -604,22 +899,46 @@ spec:
 #[test]
 fn cronjob_fires_on_schedule_and_jobs_can_be_created_from_it() {
     let c = Cluster::start(&[], 1);
-    c.ok(&["create", "cronjob", "tick", "--image=busybox", "--schedule=*/1 * * * *", "--", "sh", "-c", "date"]);
+    c.ok(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=busybox",
+        "--schedule=*/1 * * * *",
+        "--",
+        "sh",
+        "-c",
+        "date",
+    ]);
     // Manual run, as kubectl does it (client side): owned by the CronJob, annotated manual.
     c.ok(&["create", "job", "tick-manual", "--from=cronjob/tick"]);
-    c.ok(&["wait", "--for=condition=complete", "job/tick-manual", "--timeout=60s"]);
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/tick-manual",
+        "--timeout=60s",
+    ]);
     // The schedule fires within the next minute.
     let job = eventually(Duration::from_secs(75), "a scheduled job", || {
-        c.items(&["get", "jobs"])
-            .into_iter()
-            .find(|j| j["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("tick-") && n != "tick-manual"))
+        c.items(&["get", "jobs"]).into_iter().find(|j| {
+            j["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("tick-") && n != "tick-manual")
+        })
     });
     assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
     let name = job["metadata"]["name"].as_str().unwrap().to_string();
-    c.ok(&["wait", "--for=condition=complete", &format!("job/{name}"), "--timeout=60s"]);
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        &format!("job/{name}"),
+        "--timeout=60s",
+    ]);
     eventually(T, "lastScheduleTime and lastSuccessfulTime", || {
         let cj = c.json(&["get", "cronjob", "tick"]);
-        (cj["status"]["lastScheduleTime"].is_string() && cj["status"]["lastSuccessfulTime"].is_string()).then_some(())
+        (cj["status"]["lastScheduleTime"].is_string()
+            && cj["status"]["lastSuccessfulTime"].is_string())
+        .then_some(())
     });
     let out = c.ok(&["get", "cronjob", "tick"]);
     assert!(out.contains("*/1 * * * *"), "{out}");
@@ -628,21 +947,47 @@ fn cronjob_fires_on_schedule_and_jobs_can_be_created_from_it() {
 #[test]
 fn services_get_endpoints_and_endpoint_slices_of_ready_pods() {
     let c = Cluster::start(&[], 2);
-    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3", "--port=8080"]);
-    c.ok(&["expose", "deployment", "web", "--port=80", "--target-port=8080"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=3",
+        "--port=8080",
+    ]);
+    c.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
     let pods = c.wait_running("app=web", 3, T);
-    let mut ips: Vec<String> = pods.iter().map(|p| p["status"]["podIP"].as_str().unwrap().to_string()).collect();
+    let mut ips: Vec<String> = pods
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+        .collect();
     ips.sort();
     let ep = eventually(T, "3 endpoint addresses", || {
         let ep = c.json(&["get", "endpoints", "web"]);
         let n = ep["subsets"][0]["addresses"].as_array().map_or(0, Vec::len);
         (n == 3).then_some(ep)
     });
-    let mut got: Vec<String> = ep["subsets"][0]["addresses"].as_array().unwrap().iter().map(|a| a["ip"].as_str().unwrap().to_string()).collect();
+    let mut got: Vec<String> = ep["subsets"][0]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ip"].as_str().unwrap().to_string())
+        .collect();
     got.sort();
     assert_eq!(got, ips);
     assert_eq!(ep["subsets"][0]["ports"][0]["port"], 8080);
-    let slices = c.items(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web"]);
+    let slices = c.items(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+    ]);
     assert_eq!(slices.len(), 1);
     assert_eq!(slices[0]["endpoints"].as_array().unwrap().len(), 3);
     assert_eq!(slices[0]["ports"][0]["port"], 8080);
