@@ -66,18 +66,18 @@ where
 }
 
 async fn run_all(client: Client, opts: Options) {
-    let pods = Shared::<Pod>::new();
-    let replicasets = Shared::<ReplicaSet>::new();
-    let deployments = Shared::<Deployment>::new();
-    let statefulsets = Shared::<StatefulSet>::new();
-    let daemonsets = Shared::<DaemonSet>::new();
-    let jobs = Shared::<Job>::new();
-    let cronjobs = Shared::<CronJob>::new();
+    let mut pods = Shared::<Pod>::new();
+    let mut replicasets = Shared::<ReplicaSet>::new();
+    let mut deployments = Shared::<Deployment>::new();
+    let mut statefulsets = Shared::<StatefulSet>::new();
+    let mut daemonsets = Shared::<DaemonSet>::new();
+    let mut jobs = Shared::<Job>::new();
+    let mut cronjobs = Shared::<CronJob>::new();
     let revisions = Shared::<ControllerRevision>::new();
-    let nodes = Shared::<Node>::new();
+    let mut nodes = Shared::<Node>::new();
     let leases = Shared::<Lease>::new();
-    let services = Shared::<Service>::new();
-    let namespaces = Shared::<Namespace>::new();
+    let mut services = Shared::<Service>::new();
+    let mut namespaces = Shared::<Namespace>::new();
     let stores = Stores {
         pods: pods.store.clone(),
         replicasets: replicasets.store.clone(),

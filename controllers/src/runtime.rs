@@ -18,7 +18,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
@@ -29,13 +29,16 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{self, ReflectHandle, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::manager::Options;
 use crate::util;
@@ -70,9 +73,12 @@ pub fn tolerate(r: Result<(), Error>, codes: &[u16]) -> Result<(), Error> {
     }
 }
 
-const BROADCAST_BUFFER: usize = 4096;
-
-/// One shared informer: a cache plus a broadcast of changed objects.
+/// One shared informer: a cache plus a stream of changed objects per subscriber.
+///
+/// kube-runtime's own shared reflector hands subscribers object references that they look up
+/// in the cache; a reference to an object deleted meanwhile stalls that subscriber, and deletes
+/// never reach owners. This one sends the objects themselves, deletions included, after the
+/// cache has them.
 pub struct Shared<K>
 where
     K: Resource + Clone + 'static,
@@ -80,6 +86,7 @@ where
 {
     pub store: Store<K>,
     writer: Writer<K>,
+    subscribers: Vec<mpsc::UnboundedSender<Arc<K>>>,
 }
 
 impl<K> Shared<K>
@@ -87,32 +94,51 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     pub fn new() -> Self {
-        let (store, writer) = reflector::store_shared(BROADCAST_BUFFER);
-        Self { store, writer }
+        let (store, writer) = reflector::store();
+        Self {
+            store,
+            writer,
+            subscribers: Vec::new(),
+        }
     }
 
-    /// A new stream of changed objects. Every subscription must be consumed, or the informer
-    /// stalls once the buffer fills.
-    pub fn subscribe(&self) -> ReflectHandle<K> {
-        self.writer
-            .subscribe()
-            .expect("a shared writer always has a dispatcher")
+    /// A new stream of changed (and deleted) objects.
+    pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.push(tx);
+        UnboundedReceiverStream::new(rx)
     }
 
-    /// Start list+watch into the cache; returns the task driving it.
+    /// Start list+watch into the cache (re-listing after errors such as 410 Gone); returns the
+    /// task driving it.
     pub fn spawn(self, api: Api<K>, cfg: watcher::Config) -> tokio::task::JoinHandle<()> {
         let kind = K::kind(&()).into_owned();
+        let Self {
+            mut writer,
+            subscribers,
+            ..
+        } = self;
         tokio::spawn(async move {
-            watcher(api, cfg)
-                .default_backoff()
-                .reflect_shared(self.writer)
-                .for_each(|ev| {
-                    if let Err(e) = ev {
+            let mut stream = watcher(api, cfg).default_backoff().boxed();
+            while let Some(ev) = stream.next().await {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => {
                         tracing::debug!(%kind, error = %e, "watch failed; re-listing");
+                        continue;
                     }
-                    futures::future::ready(())
-                })
-                .await;
+                };
+                writer.apply_watcher_event(&ev);
+                if let watcher::Event::Apply(o)
+                | watcher::Event::InitApply(o)
+                | watcher::Event::Delete(o) = ev
+                {
+                    let o = Arc::new(o);
+                    for s in &subscribers {
+                        let _ = s.send(o.clone());
+                    }
+                }
+            }
         })
     }
 }
