@@ -178,6 +178,18 @@ pub fn markdown(setup: &Setup, runs: &[Run]) -> String {
             2,
         ),
         Row::new(
+            "pod create latency p99, concurrency 1",
+            each(runs, |r| ms(percentile(&r.create_serial.latencies, 99))),
+            "ms",
+            2,
+        ),
+        Row::new(
+            format!("pod create latency p50, concurrency {c}"),
+            each(runs, |r| ms(percentile(&r.create_concurrent.latencies, 50))),
+            "ms",
+            2,
+        ),
+        Row::new(
             format!("pod create latency p99, concurrency {c}"),
             each(runs, |r| ms(percentile(&r.create_concurrent.latencies, 99))),
             "ms",
@@ -200,6 +212,12 @@ pub fn markdown(setup: &Setup, runs: &[Run]) -> String {
             each(runs, |r| ms(percentile(&r.lists.latencies, 99))),
             "ms",
             1,
+        ),
+        Row::new(
+            format!("open {} watches (32 at a time)", setup.watchers),
+            each(runs, |r| ms(r.watch.connect_time)),
+            "ms",
+            0,
         ),
         Row::new(
             format!("watch event latency p50, {} watchers", setup.watchers),
@@ -257,7 +275,7 @@ pub fn markdown(setup: &Setup, runs: &[Run]) -> String {
     for row in rows.drain(..) {
         row.render(&mut out);
     }
-    let problems = problems(runs);
+    let problems = problems(runs, setup.watchers);
     if !problems.is_empty() {
         out.push_str("\nProblems seen:\n");
         for p in problems {
@@ -268,7 +286,7 @@ pub fn markdown(setup: &Setup, runs: &[Run]) -> String {
 }
 
 /// Errors, timeouts and lost events, one line each, so that a figure never hides a failure.
-fn problems(runs: &[Run]) -> Vec<String> {
+fn problems(runs: &[Run], watchers: usize) -> Vec<String> {
     let mut out = Vec::new();
     for (i, r) in runs.iter().enumerate() {
         let run = i + 1;
@@ -295,9 +313,9 @@ fn problems(runs: &[Run]) -> Vec<String> {
             }
         }
         let w = &r.watch;
-        if w.missed > 0 || w.first_error.is_some() {
+        if w.missed > 0 || w.first_error.is_some() || w.connected < watchers {
             out.push(format!(
-                "run {run}: watch: {} connected, {} (watcher, event) pairs missed{}",
+                "run {run}: watch: {} of {watchers} connected, {} (watcher, event) pairs missed{}",
                 w.connected,
                 w.missed,
                 w.first_error
@@ -429,5 +447,6 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("run 1: gets: 2 errors (first: boom)"), "{md}");
+        assert!(md.contains("run 1: watch: 0 of 1 connected"), "{md}");
     }
 }
