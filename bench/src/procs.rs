@@ -248,6 +248,20 @@ mod tests {
     }
 
     #[test]
+    fn panic_cleanup_kills_registered_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("60");
+        let mut guard = Guard::spawn(cmd, &dir.path().join("log")).unwrap();
+        kill_all_live();
+        let status = guard.child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "sleep should have been killed, got {status}"
+        );
+    }
+
+    #[test]
     fn missing_skiff_binary_is_an_error() {
         let err = Skiff::start(Path::new("/nonexistent/skiff")).err().unwrap();
         assert!(err.to_string().contains("is missing"), "{err}");

@@ -79,6 +79,7 @@ pub async fn one(s: &Settings, run: usize) -> Result<Run> {
 
     say(run, &format!("{} lists of {created} pods", s.lists));
     r.lists = client::list_latency(&api, NS, s.lists, created).await?;
+    r.rss_peak_lists_kib = procs::memory(skiff.pid())?.hwm_kib;
 
     say(
         run,
