@@ -274,3 +274,48 @@ async fn wrong_digests_are_refused() {
         assert!(tmp_is_empty(&svc));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_index_resolves_to_linux_amd64() {
+    let registry = Registry::start();
+    let image = images::ImageBuilder::new()
+        .layer(images::Layer::new().file("arch.txt", b"multi", 0o644))
+        .build_multi_arch();
+    registry.push(&image, "library/multi:latest");
+    let data = tempfile::tempdir().unwrap();
+    let svc = service(data.path(), &registry);
+    let info = svc.pull("multi", &PullSecrets::none()).await.unwrap();
+    let index = image.index_digest.clone().unwrap();
+    assert_eq!(info.digest, index, "the reference resolved to the index");
+    assert_eq!(info.manifest_digest, image.manifest_digest, "amd64 chosen");
+    assert_eq!(info.config_digest, image.config_digest);
+    assert_eq!(info.image_id(), format!("docker.io/library/multi@{index}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_secrets_authenticate_to_the_registry() {
+    let registry = Registry::start_with_auth("puller", "s3cret-pw");
+    registry.push(&images::tiny_image("private"), "team/private:v1");
+    let data = tempfile::tempdir().unwrap();
+    // Not through a mirror: the registry is addressed by its own host:port.
+    let insecure = format!("{0}=http://{0}", registry.host);
+    let svc = ImageService::open(data.path(), vec![insecure.parse().unwrap()]).unwrap();
+    let image = format!("{}/team/private:v1", registry.host);
+
+    let err = svc.pull(&image, &PullSecrets::none()).await.unwrap_err();
+    assert_eq!(err.reason(), "ErrImagePull");
+    eprintln!("anonymous: {}", err.message());
+
+    let config = format!(
+        r#"{{"auths":{{"{}":{{"username":"puller","password":"s3cret-pw"}}}}}}"#,
+        registry.host
+    );
+    let secrets = PullSecrets::from_docker_config(config.as_bytes()).unwrap();
+    let info = svc.pull(&image, &secrets).await.unwrap();
+    assert_eq!(info.reference, image);
+    let lower = svc.rootfs(&info).unwrap();
+    assert_eq!(
+        std::fs::read(lower[0].join("hello.txt")).unwrap(),
+        b"private"
+    );
+}

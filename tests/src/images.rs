@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// A fixed mtime so images are reproducible byte for byte.
@@ -33,11 +34,23 @@ pub struct Registry {
     _dir: tempfile::TempDir,
     /// `127.0.0.1:PORT`.
     pub host: String,
+    /// `user:password` when the registry requires auth.
+    creds: Option<String>,
 }
 
 impl Registry {
     /// Start a registry with empty storage and wait until it answers `/v2/`.
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// Start a registry that requires HTTP basic auth with `user`/`password` (htpasswd file
+    /// made with `htpasswd -B`, Debian's `apache2-utils`).
+    pub fn start_with_auth(user: &str, password: &str) -> Self {
+        Self::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(auth: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().expect("registry dir");
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).expect("storage dir");
@@ -47,16 +60,28 @@ impl Registry {
             .port();
         let host = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {host}\n",
-                storage.display()
-            ),
-        )
-        .expect("registry config");
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {host}\n",
+            storage.display()
+        );
+        let mut creds = None;
+        if let Some((user, password)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-nbB", user, password])
+                .output()
+                .expect("htpasswd (apt-get install apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).expect("htpasswd file");
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+                file.display()
+            ));
+            creds = Some(format!("{user}:{password}"));
+        }
+        std::fs::write(&config, yaml).expect("registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
         let child = Command::new("docker-registry")
             .arg("serve")
@@ -71,6 +96,7 @@ impl Registry {
             storage,
             _dir: dir,
             host,
+            creds,
         };
         r.wait_ready();
         r
@@ -88,7 +114,8 @@ impl Registry {
             }
             if self
                 .get("/v2/")
-                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+                // 401 is an answer too, from a registry that requires auth.
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.1 401"))
             {
                 return;
             }
@@ -123,15 +150,21 @@ impl Registry {
         format!("docker.io=http://{}", self.host)
     }
 
-    /// Push `image` as `name` (`library/nginx:latest`) with `skopeo copy`.
+    /// Push `image` as `name` (`library/nginx:latest`) with `skopeo copy` (`--all`, so a
+    /// multi-arch image keeps its index).
     pub fn push(&self, image: &OciImage, name: &str) {
-        let out = Command::new("skopeo")
-            .args([
-                "copy",
-                "--quiet",
-                "--insecure-policy",
-                "--dest-tls-verify=false",
-            ])
+        let mut cmd = Command::new("skopeo");
+        cmd.args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--insecure-policy",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some(c) = &self.creds {
+            cmd.arg("--dest-creds").arg(c);
+        }
+        let out = cmd
             .arg(format!("oci:{}:{}", image.layout.display(), image.tag))
             .arg(format!("docker://{}/{name}", self.host))
             .output()
@@ -307,6 +340,16 @@ impl ImageBuilder {
 
     /// Write an OCI image layout (blobs, `index.json`, `oci-layout`) tagged `latest`.
     pub fn build(self) -> OciImage {
+        self.write(false)
+    }
+
+    /// Like [`ImageBuilder::build`], but `latest` names an image index listing an arm64
+    /// manifest first and the amd64 one second, so a puller must choose by platform.
+    pub fn build_multi_arch(self) -> OciImage {
+        self.write(true)
+    }
+
+    fn write(self, multi_arch: bool) -> OciImage {
         let dir = tempfile::tempdir().expect("layout dir");
         let layout = dir.path().join("layout");
         let blobs = layout.join("blobs/sha256");
@@ -330,31 +373,59 @@ impl ImageBuilder {
             }));
             layer_digests.push(d);
         }
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "created": "2023-11-14T22:13:20Z",
-            "config": self.config,
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        }))
-        .expect("config json");
-        let config_digest = put(&config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
-            "layers": layer_descs,
-        }))
-        .expect("manifest json");
-        let manifest_digest = put(&manifest);
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
-                "annotations": {"org.opencontainers.image.ref.name": "latest"},
-                "platform": {"architecture": "amd64", "os": "linux"}
-            }]
-        });
+        // One manifest per architecture: (manifest bytes, manifest digest, config digest).
+        let manifest_for = |arch: &str| {
+            let config = serde_json::to_vec(&serde_json::json!({
+                "architecture": arch,
+                "os": "linux",
+                "created": "2023-11-14T22:13:20Z",
+                "config": self.config,
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }))
+            .expect("config json");
+            let config_digest = put(&config);
+            let manifest = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+                "layers": layer_descs,
+            }))
+            .expect("manifest json");
+            let digest = put(&manifest);
+            (manifest.len(), digest, config_digest)
+        };
+        let (manifest_len, manifest_digest, config_digest) = manifest_for("amd64");
+        let entry = |len: usize, digest: &str, arch: &str| {
+            serde_json::json!({
+                "mediaType": OCI_MANIFEST, "digest": digest, "size": len,
+                "platform": {"architecture": arch, "os": "linux"}
+            })
+        };
+        let ref_name = serde_json::json!({"org.opencontainers.image.ref.name": "latest"});
+        let mut index_digest = None;
+        let top = if multi_arch {
+            let (arm_len, arm_digest, _) = manifest_for("arm64");
+            let nested = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    entry(arm_len, &arm_digest, "arm64"),
+                    entry(manifest_len, &manifest_digest, "amd64"),
+                ]
+            }))
+            .expect("index json");
+            let d = put(&nested);
+            index_digest = Some(d.clone());
+            serde_json::json!({
+                "mediaType": OCI_INDEX, "digest": d, "size": nested.len(),
+                "annotations": ref_name
+            })
+        } else {
+            let mut e = entry(manifest_len, &manifest_digest, "amd64");
+            e["annotations"] = ref_name;
+            e
+        };
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [top]});
         std::fs::write(layout.join("index.json"), index.to_string()).expect("index.json");
         std::fs::write(
             layout.join("oci-layout"),
@@ -366,6 +437,7 @@ impl ImageBuilder {
             layout,
             tag: "latest".into(),
             manifest_digest,
+            index_digest,
             config_digest,
             layer_digests,
             diff_ids,
@@ -378,7 +450,10 @@ pub struct OciImage {
     _dir: tempfile::TempDir,
     pub layout: PathBuf,
     pub tag: String,
+    /// The linux/amd64 image manifest.
     pub manifest_digest: String,
+    /// The image index `latest` names, for multi-arch images.
+    pub index_digest: Option<String>,
     pub config_digest: String,
     /// Compressed layer digests, bottom first.
     pub layer_digests: Vec<String>,

@@ -1,6 +1,8 @@
 //! The OCI distribution client side: manifests and blobs from a registry (or its configured
 //! mirror), every byte hashed and checked against the digest that named it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,9 +28,14 @@ const MANIFEST_TYPES: &[&str] = &[
     IMAGE_MANIFEST_LIST_MEDIA_TYPE,
 ];
 
-/// A registry client with its mirror table.
+/// Registry clients with their mirror table.
+///
+/// `oci_client::Client` remembers the first credentials it saw for a registry (and the tokens
+/// they earned), so one client per distinct credential keeps pods with different pull secrets
+/// (or none) from borrowing each other's access.
 pub(crate) struct Registry {
-    client: oci_client::Client,
+    clients: Mutex<HashMap<String, Arc<oci_client::Client>>>,
+    insecure: Vec<String>,
     mirrors: Vec<Mirror>,
 }
 
@@ -41,16 +48,34 @@ impl Registry {
             .filter(|m| m.insecure_http)
             .map(|m| m.host.clone())
             .collect();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure),
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            ..Default::default()
-        };
         Self {
-            client: oci_client::Client::new(config),
+            clients: Mutex::new(HashMap::new()),
+            insecure,
             mirrors,
         }
+    }
+
+    /// The client that uses `auth` (made on first use).
+    fn client(&self, auth: &RegistryAuth) -> Arc<oci_client::Client> {
+        let key = match auth {
+            RegistryAuth::Anonymous => "anonymous".to_string(),
+            RegistryAuth::Basic(user, pass) => {
+                format!("basic {user} {}", sha256_digest(pass.as_bytes()))
+            }
+            RegistryAuth::Bearer(token) => format!("bearer {}", sha256_digest(token.as_bytes())),
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(oci_client::Client::new(ClientConfig {
+                    protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
+                    connect_timeout: Some(Duration::from_secs(10)),
+                    read_timeout: Some(Duration::from_secs(60)),
+                    ..Default::default()
+                }))
+            })
+            .clone()
     }
 
     /// Where `image` is fetched from: its registry, or the mirror configured for it.
@@ -76,7 +101,7 @@ impl Registry {
         auth: &RegistryAuth,
     ) -> Result<(Vec<u8>, String), ImageError> {
         let (body, _) = self
-            .client
+            .client(auth)
             .pull_manifest_raw(target, auth, MANIFEST_TYPES)
             .await
             .map_err(|e| classify(image, target, "manifest", e))?;
@@ -94,17 +119,21 @@ impl Registry {
     }
 
     /// Stream blob `digest` into `out`, refusing more than `size` bytes and content that does
-    /// not hash to `digest`.
+    /// not hash to `digest`. Call after [`Registry::manifest`] with the same `auth`.
     pub(crate) async fn blob<W: AsyncWrite + Unpin>(
         &self,
         image: &ImageRef,
         target: &Reference,
+        auth: &RegistryAuth,
         digest: &str,
         size: u64,
         out: &mut W,
     ) -> Result<(), ImageError> {
-        let mut stream = self
-            .client
+        let client = self.client(auth);
+        client
+            .store_auth_if_needed(target.resolve_registry(), auth)
+            .await;
+        let mut stream = client
             .pull_blob_stream(target, digest)
             .await
             .map_err(|e| classify(image, target, "blob", e))?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use oci_client::Reference;
+use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
 use super::ImageError;
@@ -272,7 +273,7 @@ impl ImageService {
             return Err(bad("unsupported schemaVersion (want 2)"));
         }
         let config_desc = doc.config.ok_or_else(|| bad("no config descriptor"))?;
-        let config_bytes = self.small_blob(r, &target, &config_desc).await?;
+        let config_bytes = self.small_blob(r, &target, &auth, &config_desc).await?;
         let config: ConfigDoc = serde_json::from_slice(&config_bytes)
             .map_err(|e| bad(&format!("image config: {e}")))?;
         if config.rootfs.diff_ids.len() != doc.layers.len() {
@@ -290,7 +291,7 @@ impl ImageService {
             doc.layers
                 .iter()
                 .zip(&config.rootfs.diff_ids)
-                .map(|(desc, diff_id)| self.ensure_layer(r, &target, desc, diff_id)),
+                .map(|(desc, diff_id)| self.ensure_layer(r, &target, &auth, desc, diff_id)),
         )
         .await?;
         let inner = config.config.unwrap_or_default();
@@ -322,6 +323,7 @@ impl ImageService {
         &self,
         r: &ImageRef,
         target: &Reference,
+        auth: &RegistryAuth,
         desc: &Descriptor,
     ) -> Result<Vec<u8>, ImageError> {
         if let Some(bytes) = self
@@ -339,7 +341,7 @@ impl ImageService {
         }
         let mut bytes = Vec::new();
         self.registry
-            .blob(r, target, &desc.digest, desc.size, &mut bytes)
+            .blob(r, target, auth, &desc.digest, desc.size, &mut bytes)
             .await?;
         self.store
             .put_blob(&desc.digest, &bytes)
@@ -353,6 +355,7 @@ impl ImageService {
         &self,
         r: &ImageRef,
         target: &Reference,
+        auth: &RegistryAuth,
         desc: &Descriptor,
         diff_id: &str,
     ) -> Result<(), ImageError> {
@@ -371,7 +374,7 @@ impl ImageService {
             .map_err(ImageError::Store)?;
         let fetched = self
             .registry
-            .blob(r, target, &desc.digest, desc.size, &mut file)
+            .blob(r, target, auth, &desc.digest, desc.size, &mut file)
             .await;
         drop(file);
         if let Err(e) = fetched {
