@@ -25,8 +25,9 @@ fn tmp_is_empty(svc: &ImageService) -> bool {
     std::fs::read_dir(svc.root().join("tmp")).unwrap().count() == 0
 }
 
-/// Mount the image's layers with overlayfs and run `cmd` chrooted in it.
-fn run_in_image(lower: &[std::path::PathBuf], cmd: &[&str]) -> std::process::Output {
+/// Mount the image's layers with overlayfs (plus a scratch upper dir) and call `f` with the
+/// merged root.
+fn with_merged<T>(lower: &[std::path::PathBuf], f: impl FnOnce(&Path) -> T) -> T {
     let rw = tempfile::tempdir().unwrap();
     let (upper, work) = (rw.path().join("upper"), rw.path().join("work"));
     std::fs::create_dir(&upper).unwrap();
@@ -46,9 +47,16 @@ fn run_in_image(lower: &[std::path::PathBuf], cmd: &[&str]) -> std::process::Out
         .unwrap()
         .success();
     assert!(ok, "mount overlay {opts}");
-    let out = Command::new("chroot").arg(merged.path()).args(cmd).output();
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(merged.path())));
     let _ = Command::new("umount").arg(merged.path()).status();
-    out.unwrap()
+    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Run `cmd` chrooted in the image's merged root.
+fn run_in_image(lower: &[std::path::PathBuf], cmd: &[&str]) -> std::process::Output {
+    with_merged(lower, |root| {
+        Command::new("chroot").arg(root).args(cmd).output().unwrap()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -318,4 +326,40 @@ async fn pull_secrets_authenticate_to_the_registry() {
         std::fs::read(lower[0].join("hello.txt")).unwrap(),
         b"private"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zstd_layers_and_whiteouts_across_layers() {
+    let registry = Registry::start();
+    let image = images::ImageBuilder::new()
+        .zstd()
+        .layer(
+            images::Layer::new()
+                .file("etc/app.conf", b"v1", 0o644)
+                .file("etc/obsolete.conf", b"old", 0o644),
+        )
+        .layer(
+            images::Layer::new()
+                .file("etc/app.conf", b"v2", 0o644)
+                .file("etc/.wh.obsolete.conf", b"", 0o644),
+        )
+        .build();
+    registry.push(&image, "library/zstd:1");
+    let data = tempfile::tempdir().unwrap();
+    let svc = service(data.path(), &registry);
+    let info = svc.pull("zstd:1", &PullSecrets::none()).await.unwrap();
+    assert_eq!(info.layers, image.diff_ids);
+    let lower = svc.rootfs(&info).unwrap();
+    assert_eq!(std::fs::read(lower[0].join("etc/app.conf")).unwrap(), b"v2");
+    assert_eq!(std::fs::read(lower[1].join("etc/app.conf")).unwrap(), b"v1");
+    if is_root() {
+        let (conf, obsolete) = with_merged(&lower, |root| {
+            (
+                std::fs::read(root.join("etc/app.conf")).unwrap(),
+                root.join("etc/obsolete.conf").exists(),
+            )
+        });
+        assert_eq!(conf, b"v2");
+        assert!(!obsolete, "whiteout hides the lower layer's file");
+    }
 }

@@ -20,6 +20,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// A fixed mtime so images are reproducible byte for byte.
 const MTIME: u64 = 1_700_000_000;
 
@@ -309,6 +310,7 @@ impl Layer {
 pub struct ImageBuilder {
     layers: Vec<Vec<u8>>,
     config: serde_json::Value,
+    zstd: bool,
 }
 
 impl Default for ImageBuilder {
@@ -324,11 +326,18 @@ impl ImageBuilder {
             config: serde_json::json!({
                 "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
             }),
+            zstd: false,
         }
     }
 
     pub fn layer(mut self, layer: Layer) -> Self {
         self.layers.push(layer.into_tar());
+        self
+    }
+
+    /// Compress layers with zstd instead of gzip.
+    pub fn zstd(mut self) -> Self {
+        self.zstd = true;
         self
     }
 
@@ -363,13 +372,18 @@ impl ImageBuilder {
         let mut diff_ids = Vec::new();
         let mut layer_digests = Vec::new();
         for tar in &self.layers {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(tar).expect("gzip");
-            let gz = gz.finish().expect("gzip");
-            let d = put(&gz);
+            let (blob, media_type) = if self.zstd {
+                let z = zstd::encode_all(&tar[..], 3).expect("zstd");
+                (z, OCI_LAYER_ZSTD)
+            } else {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(tar).expect("gzip");
+                (gz.finish().expect("gzip"), OCI_LAYER_GZIP)
+            };
+            let d = put(&blob);
             diff_ids.push(sha256(tar));
             layer_descs.push(serde_json::json!({
-                "mediaType": OCI_LAYER_GZIP, "digest": d, "size": gz.len()
+                "mediaType": media_type, "digest": d, "size": blob.len()
             }));
             layer_digests.push(d);
         }

@@ -394,6 +394,22 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_committed_twice_keeps_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let diff_id = format!("sha256:{}", hex::encode([9u8; 32]));
+        for content in ["first", "second"] {
+            let tmp = store.tmp_path("layer");
+            fs::create_dir(&tmp).unwrap();
+            fs::write(tmp.join("f"), content).unwrap();
+            let p = store.commit_layer(&tmp, &diff_id).unwrap();
+            assert_eq!(fs::read_to_string(p.join("f")).unwrap(), "first");
+            assert!(!tmp.exists(), "the loser's tmp dir is discarded");
+        }
+        assert!(store.layer_path("sha256:nothex").is_err());
+    }
+
+    #[test]
     fn gc_removes_unused_images_oldest_first_until_under_target() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
