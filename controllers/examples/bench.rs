@@ -18,8 +18,8 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, watcher};
 use serde_json::json;
 
 struct Args {
@@ -33,7 +33,15 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { skiff: PathBuf::from("target/debug/skiff"), nodes: 5000, pods: vec![10_000, 50_000], replicas: 1000, algo_nodes: 5000, algo_pods: vec![10_000, 50_000], e2e: true };
+    let mut a = Args {
+        skiff: PathBuf::from("target/debug/skiff"),
+        nodes: 5000,
+        pods: vec![10_000, 50_000],
+        replicas: 1000,
+        algo_nodes: 5000,
+        algo_pods: vec![10_000, 50_000],
+        e2e: true,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i + 1 < argv.len() {
@@ -41,10 +49,22 @@ fn args() -> Args {
         match argv[i].as_str() {
             "--skiff" => a.skiff = PathBuf::from(v),
             "--nodes" => a.nodes = v.parse().expect("--nodes N"),
-            "--pods" => a.pods = v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("--pods N,M")).collect(),
+            "--pods" => {
+                a.pods = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().expect("--pods N,M"))
+                    .collect()
+            }
             "--replicas" => a.replicas = v.parse().expect("--replicas N"),
             "--algo-nodes" => a.algo_nodes = v.parse().expect("--algo-nodes N"),
-            "--algo-pods" => a.algo_pods = v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("--algo-pods N,M")).collect(),
+            "--algo-pods" => {
+                a.algo_pods = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().expect("--algo-pods N,M"))
+                    .collect()
+            }
             "--e2e" => a.e2e = v == "true",
             other => panic!("unknown argument {other}"),
         }
@@ -89,7 +109,10 @@ fn pod(i: usize) -> Pod {
 async fn wait_bound(client: &kube::Client, ns: &str, n: usize) {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut bound = std::collections::HashSet::new();
-    let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     while let Some(Ok(p)) = stream.next().await {
         if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
             bound.insert(p.metadata.name.clone().unwrap_or_default());
@@ -104,7 +127,10 @@ async fn scheduler_run(client: &kube::Client, n: usize) -> (f64, f64) {
     let ns = format!("sched-{n}");
     let nss: Api<Namespace> = Api::all(client.clone());
     let _ = nss
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"))
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
         .await;
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let start = Instant::now();
@@ -129,7 +155,12 @@ async fn scheduler_run(client: &kube::Client, n: usize) -> (f64, f64) {
     (created, all)
 }
 
-async fn wait_deployment(api: &Api<Deployment>, name: &str, replicas: i32, generation_at_least: i64) {
+async fn wait_deployment(
+    api: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+    generation_at_least: i64,
+) {
     loop {
         if let Ok(d) = api.get(name).await {
             let s = d.status.unwrap_or_default();
@@ -154,7 +185,11 @@ async fn main() {
         let (took, placed) = skiff_controllers::scheduler::bench_placement(a.algo_nodes, n);
         #[allow(clippy::cast_precision_loss)]
         let rate = placed as f64 / took.as_secs_f64();
-        println!("| scheduler algorithm alone (in memory): {placed} pods onto {} nodes | {:.2} s = **{rate:.0} pods/s** |", a.algo_nodes, took.as_secs_f64());
+        println!(
+            "| scheduler algorithm alone (in memory): {placed} pods onto {} nodes | {:.2} s = **{rate:.0} pods/s** |",
+            a.algo_nodes,
+            took.as_secs_f64()
+        );
     }
     if !a.e2e {
         return;
@@ -179,7 +214,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let client = skiff_controllers::client_from_kubeconfig(&kubeconfig).await.expect("client");
+    let client = skiff_controllers::client_from_kubeconfig(&kubeconfig)
+        .await
+        .expect("client");
 
     let t = Instant::now();
     let sim = Command::new(&a.skiff)
@@ -195,20 +232,30 @@ async fn main() {
     procs.0.push(sim);
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
-        let n = nodes.list_metadata(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0);
+        let n = nodes
+            .list_metadata(&ListParams::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
         if n >= a.nodes {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let register = t.elapsed().as_secs_f64();
-    println!("| {} simulated nodes registered | {register:.1} s |", a.nodes);
+    println!(
+        "| {} simulated nodes registered | {register:.1} s |",
+        a.nodes
+    );
 
     for &n in &a.pods {
         let (created, all) = scheduler_run(&client, n).await;
         #[allow(clippy::cast_precision_loss)]
         let rate = n as f64 / all;
-        println!("| scheduler: {n} pods onto {} nodes, all bound | {all:.1} s = **{rate:.0} pods/s** (creates took {created:.1} s) |", a.nodes);
+        println!(
+            "| scheduler: {n} pods onto {} nodes, all bound | {all:.1} s = **{rate:.0} pods/s** (creates took {created:.1} s) |",
+            a.nodes
+        );
     }
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -220,18 +267,37 @@ async fn main() {
     }))
     .expect("deployment");
     let t = Instant::now();
-    deployments.create(&PostParams::default(), &d).await.expect("create deployment");
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
     wait_deployment(&deployments, "big", a.replicas, 1).await;
-    println!("| deployment of {} replicas to all Running and available | {:.1} s |", a.replicas, t.elapsed().as_secs_f64());
+    println!(
+        "| deployment of {} replicas to all Running and available | {:.1} s |",
+        a.replicas,
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}});
-    deployments.patch("big", &PatchParams::default(), &Patch::Strategic(patch)).await.expect("set image");
+    deployments
+        .patch("big", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("set image");
     wait_deployment(&deployments, "big", a.replicas, 2).await;
-    println!("| rolling update of {} pods (25% surge / 25% unavailable) | {:.1} s |", a.replicas, t.elapsed().as_secs_f64());
+    println!(
+        "| rolling update of {} pods (25% surge / 25% unavailable) | {:.1} s |",
+        a.replicas,
+        t.elapsed().as_secs_f64()
+    );
     let (s_now, s_peak) = rss(server_pid);
     let (m_now, m_peak) = rss(sim_pid);
-    println!("| RSS `skiff server` (API + store + controllers + scheduler) | {s_now} MiB now, {s_peak} MiB peak |");
-    println!("| RSS `skiff sim` ({} nodes) | {m_now} MiB now, {m_peak} MiB peak |", a.nodes);
+    println!(
+        "| RSS `skiff server` (API + store + controllers + scheduler) | {s_now} MiB now, {s_peak} MiB peak |"
+    );
+    println!(
+        "| RSS `skiff sim` ({} nodes) | {m_now} MiB now, {m_peak} MiB peak |",
+        a.nodes
+    );
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -249,17 +249,17 @@ impl State {
         if !p.anti_affinity.is_empty() {
             self.pods_with_anti_affinity -= 1;
         }
-        if let Some(o) = &p.owner {
-            if let Some(per_node) = self.owner_counts.get_mut(o) {
-                if let Some(c) = per_node.get_mut(&p.node) {
-                    *c -= 1;
-                    if *c == 0 {
-                        per_node.remove(&p.node);
-                    }
+        if let Some(o) = &p.owner
+            && let Some(per_node) = self.owner_counts.get_mut(o)
+        {
+            if let Some(c) = per_node.get_mut(&p.node) {
+                *c -= 1;
+                if *c == 0 {
+                    per_node.remove(&p.node);
                 }
-                if per_node.is_empty() {
-                    self.owner_counts.remove(o);
-                }
+            }
+            if per_node.is_empty() {
+                self.owner_counts.remove(o);
             }
         }
         if let Some(&i) = self.node_index.get(&p.node) {
@@ -991,6 +991,48 @@ async fn mark_unschedulable(client: &Client, pod: &Pod, msg: &str) {
     }
 }
 
+/// Place `pods` pods (100m CPU, 128 MiB each) onto `nodes` nodes with the real filters and
+/// scores, in memory, without the API: the scheduler's own ceiling. Returns how long it took
+/// and how many were placed. For the benchmark program.
+#[doc(hidden)]
+pub fn bench_placement(nodes: usize, pods: usize) -> (Duration, usize) {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let mut st = State::default();
+    for i in 0..nodes {
+        let mut n = Node::default();
+        n.metadata.name = Some(format!("n-{i}"));
+        n.metadata.labels = Some([("kubernetes.io/hostname".to_string(), format!("n-{i}"))].into());
+        n.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            allocatable: Some(
+                [("cpu", "32"), ("memory", "256Gi"), ("pods", "250")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        st.apply_node(&n);
+    }
+    let template: Pod = serde_json::from_value(json!({
+        "metadata": {"namespace": "bench", "labels": {"app": "bench"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs-uid", "controller": true}]},
+        "spec": {"containers": [{"name": "c", "image": "pause", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]},
+    }))
+    .unwrap_or_default();
+    let start = std::time::Instant::now();
+    let mut placed = 0;
+    for i in 0..pods {
+        let mut p = template.clone();
+        p.metadata.name = Some(format!("p-{i}"));
+        p.metadata.uid = Some(format!("uid-{i}"));
+        if let Decision::Bind(node) = decide(&mut st, &p) {
+            st.place(format!("uid-{i}"), placed_pod(&p, node));
+            placed += 1;
+        }
+    }
+    (start.elapsed(), placed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1137,46 +1179,4 @@ mod tests {
         assert_eq!(nodes_to_find(5000), 500);
         assert!(nodes_to_find(100_000) >= 5000);
     }
-}
-
-/// Place `pods` pods (100m CPU, 128 MiB each) onto `nodes` nodes with the real filters and
-/// scores, in memory, without the API: the scheduler's own ceiling. Returns how long it took
-/// and how many were placed. For the benchmark program.
-#[doc(hidden)]
-pub fn bench_placement(nodes: usize, pods: usize) -> (Duration, usize) {
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-    let mut st = State::default();
-    for i in 0..nodes {
-        let mut n = Node::default();
-        n.metadata.name = Some(format!("n-{i}"));
-        n.metadata.labels = Some([("kubernetes.io/hostname".to_string(), format!("n-{i}"))].into());
-        n.status = Some(k8s_openapi::api::core::v1::NodeStatus {
-            allocatable: Some(
-                [("cpu", "32"), ("memory", "256Gi"), ("pods", "250")]
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
-                    .collect(),
-            ),
-            ..Default::default()
-        });
-        st.apply_node(&n);
-    }
-    let template: Pod = serde_json::from_value(json!({
-        "metadata": {"namespace": "bench", "labels": {"app": "bench"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs-uid", "controller": true}]},
-        "spec": {"containers": [{"name": "c", "image": "pause", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]},
-    }))
-    .unwrap_or_default();
-    let start = std::time::Instant::now();
-    let mut placed = 0;
-    for i in 0..pods {
-        let mut p = template.clone();
-        p.metadata.name = Some(format!("p-{i}"));
-        p.metadata.uid = Some(format!("uid-{i}"));
-        if let Decision::Bind(node) = decide(&mut st, &p) {
-            st.place(format!("uid-{i}"), placed_pod(&p, node));
-            placed += 1;
-        }
-    }
-    (start.elapsed(), placed)
 }
