@@ -143,6 +143,9 @@ impl Skiff {
             .arg(&data)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            // The API server alone: controllers would schedule, fail and write events for the
+            // benchmark's pods, which measures something else (see the controllers benchmark).
+            .arg("--no-controllers")
             .env("SKIFF_LOG", "warn");
         let mut guard = Guard::spawn(cmd, &log)?;
         let kubeconfig = data.join("kubeconfig");
