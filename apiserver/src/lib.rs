@@ -21,5 +21,5 @@ mod version;
 
 pub use auth::{TokenFileError, Tokens, User};
 pub use handlers::Api;
-pub use server::{Server, ServerError, ServerOptions};
+pub use server::{SeedCa, Server, ServerError, ServerOptions};
 pub use status::ApiError;
