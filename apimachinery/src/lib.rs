@@ -8,6 +8,7 @@
 //! * [`table`]: the `meta.k8s.io/v1` Table columns kubectl prints for each kind.
 //! * [`openapi`]: the OpenAPI v2 and v3 documents generated from the types.
 
+mod convert;
 pub mod defaults;
 pub mod openapi;
 pub mod patch;

@@ -53,7 +53,7 @@ impl Subresource {
     }
 
     /// (group, version, kind) of the object this subresource takes and returns.
-    pub fn kind<'a>(self, parent: &'a Resource) -> (&'a str, &'a str, &'a str) {
+    pub fn kind(self, parent: &Resource) -> (&str, &str, &str) {
         match self {
             Self::Status | Self::Finalize => (parent.group, parent.version, parent.kind),
             Self::Scale => ("autoscaling", "v1", "Scale"),
@@ -79,6 +79,7 @@ pub struct Decoded {
 }
 
 type DecodeFn = fn(&Value) -> Result<Value, serde_json::Error>;
+type ConvertFn = fn(Value) -> Value;
 
 /// One served resource.
 #[derive(Debug, Clone)]
@@ -98,6 +99,9 @@ pub struct Resource {
     /// Whether DELETE on the collection is allowed.
     pub delete_collection: bool,
     decode: DecodeFn,
+    /// Conversions to and from the stored form, for views of another version's objects.
+    to_storage: Option<ConvertFn>,
+    from_storage: Option<ConvertFn>,
 }
 
 impl Resource {
@@ -127,6 +131,22 @@ impl Resource {
         }
         verbs.extend(["get", "list", "patch", "update", "watch"]);
         verbs
+    }
+
+    /// This resource's object in the form it is stored in.
+    pub fn to_storage(&self, obj: Value) -> Value {
+        match self.to_storage {
+            Some(f) => f(obj),
+            None => obj,
+        }
+    }
+
+    /// A stored object as this resource serves it.
+    pub fn from_storage(&self, obj: Value) -> Value {
+        match self.from_storage {
+            Some(f) => f(obj),
+            None => obj,
+        }
     }
 
     pub fn has_subresource(&self, sub: Subresource) -> bool {
@@ -307,6 +327,8 @@ fn def<K: DeserializeOwned + Serialize>(d: Def) -> Resource {
         storage,
         delete_collection: d.plural != "namespaces",
         decode: roundtrip::<K>,
+        to_storage: None,
+        from_storage: None,
     }
 }
 
@@ -330,7 +352,9 @@ fn builtin_resources() -> Vec<Resource> {
         categories: NONE,
         subresources: &[],
     });
-    events_v1.storage = "events.k8s.io-events";
+    events_v1.storage = "events";
+    events_v1.to_storage = Some(crate::convert::event_to_core);
+    events_v1.from_storage = Some(crate::convert::event_from_core);
     vec![
         // core/v1
         def::<core::v1::Namespace>(Def {

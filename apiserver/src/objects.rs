@@ -28,10 +28,11 @@ pub fn prefix(res: &Resource, namespace: Option<&str>) -> String {
     }
 }
 
-/// Decode a stored value, setting `metadata.resourceVersion`.
-pub fn from_kv(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut obj: Value = serde_json::from_slice(&kv.value)
+/// Decode a stored value as `res` serves it, setting `metadata.resourceVersion`.
+pub fn from_kv(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
+    let stored: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    let mut obj = res.from_storage(stored);
     set_resource_version(&mut obj, kv.mod_revision);
     Ok(obj)
 }
@@ -42,8 +43,8 @@ pub fn set_resource_version(obj: &mut Value, rev: u64) {
     }
 }
 
-fn encode(obj: &Value) -> Result<Bytes, ApiError> {
-    let mut obj = obj.clone();
+fn encode(res: &Resource, obj: &Value) -> Result<Bytes, ApiError> {
+    let mut obj = res.to_storage(obj.clone());
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
@@ -85,7 +86,7 @@ impl Objects {
         name: &str,
     ) -> Result<Option<Value>, ApiError> {
         match self.store.get(&key(res, ns, name)).await? {
-            Some(kv) => from_kv(&kv).map(Some),
+            Some(kv) => from_kv(res, &kv).map(Some),
             None => Ok(None),
         }
     }
@@ -110,7 +111,7 @@ impl Objects {
     ) -> Result<Value, ApiError> {
         let kv = self
             .store
-            .create(&key(res, ns, name), encode(obj)?)
+            .create(&key(res, ns, name), encode(res, obj)?)
             .await
             .map_err(|e| match e {
                 StoreError::AlreadyExists(_) => ApiError::already_exists(res, name),
@@ -132,7 +133,7 @@ impl Objects {
     ) -> Result<Value, ApiError> {
         let kv = self
             .store
-            .update(&key(res, ns, name), encode(obj)?, Some(expected))
+            .update(&key(res, ns, name), encode(res, obj)?, Some(expected))
             .await
             .map_err(|e| map_cas(e, res, name))?;
         let mut out = obj.clone();
@@ -152,7 +153,7 @@ impl Objects {
             .delete(&key(res, ns, name), expected)
             .await
             .map_err(|e| map_cas(e, res, name))?;
-        from_kv(&kv)
+        from_kv(res, &kv)
     }
 
     /// One page of objects after `start_after` (a full key), and the store's page metadata.
@@ -167,7 +168,11 @@ impl Objects {
             .store
             .list(&prefix(res, ns), start_after, limit)
             .await?;
-        let items = page.items.iter().map(from_kv).collect::<Result<_, _>>()?;
+        let items = page
+            .items
+            .iter()
+            .map(|kv| from_kv(res, kv))
+            .collect::<Result<_, _>>()?;
         Ok((items, page))
     }
 }

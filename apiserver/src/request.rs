@@ -145,8 +145,12 @@ impl Query {
         self.0.get(key).map(String::as_str).filter(|s| !s.is_empty())
     }
 
+    /// A boolean parameter, parsed as Go's `strconv.ParseBool` (what clients expect).
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.0.get(key).map(String::as_str), Some("true" | "1"))
+        matches!(
+            self.0.get(key).map(String::as_str),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
 
     pub fn number(&self, key: &str) -> Result<Option<i64>, ApiError> {
@@ -260,6 +264,8 @@ mod tests {
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert_eq!(q.number("limit").unwrap(), Some(5));
         assert!(q.flag("watch"));
+        assert!(Query::parse(Some("watch=True")).flag("watch"));
+        assert!(!Query::parse(Some("watch=no")).flag("watch"));
         assert!(Query::parse(Some("limit=x")).number("limit").is_err());
         assert!(Query::parse(Some("dryRun=All")).dry_run().unwrap());
         assert!(Query::parse(Some("dryRun=Some")).dry_run().is_err());

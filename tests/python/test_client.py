@@ -46,7 +46,7 @@ def test_deployment_crud_scale_patch_and_delete(api):
     assert [d.metadata.name for d in listed.items] == ["web"]
     assert apps.list_namespaced_deployment("default", label_selector="app=other").items == []
 
-    apps.patch_namespaced_deployment_scale("default", "web", {"spec": {"replicas": 5}})
+    apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 5}})
     assert apps.read_namespaced_deployment("web", "default").spec.replicas == 5
     scale = apps.read_namespaced_deployment_scale("web", "default")
     assert scale.spec.replicas == 5 and scale.status.selector == "app=web"

@@ -78,7 +78,10 @@ impl Api {
             user: User::new("system:apiserver", vec!["system:masters".into()]),
             output: Output::Json,
         };
-        match write::create_object(&ctx, obj).await {
+        let decoded = res
+            .decode(&obj)
+            .map_err(|e| ApiError::internal(format!("built-in {plural} object: {e}")))?;
+        match write::create_object(&ctx, decoded.object).await {
             Ok(_) => Ok(()),
             Err(e) if e.reason == "AlreadyExists" => Ok(()),
             Err(e) => Err(e),

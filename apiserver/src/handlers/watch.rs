@@ -124,7 +124,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
                 if !kv.key.starts_with(&prefix) {
                     continue;
                 }
-                let obj = from_kv(kv)?;
+                let obj = from_kv(res, kv)?;
                 if selectors.matches(res, &obj) {
                     initial.push(encoder.event("ADDED", &obj));
                 }
@@ -186,8 +186,8 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
                     if name_filter.is_some() && !ev.kv.key.eq(&prefix) {
                         continue;
                     }
-                    let Ok(obj) = from_kv(&ev.kv) else { continue };
-                    let prev = ev.prev.as_ref().and_then(|p| from_kv(p).ok());
+                    let Ok(obj) = from_kv(res, &ev.kv) else { continue };
+                    let prev = ev.prev.as_ref().and_then(|p| from_kv(res, p).ok());
                     let now_matches = selectors.matches(res, &obj);
                     let was_matching = prev.as_ref().is_some_and(|p| selectors.matches(res, p));
                     let kind = match ev.kind {

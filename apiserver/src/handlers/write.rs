@@ -346,7 +346,7 @@ pub async fn patch(
         let Some(old) = old else {
             if patch_type == PatchType::Apply && sub.is_none() {
                 let applied = parse_apply_body(body)?;
-                let merged = patch::apply(None, &applied, &ctx.manager(), force, &meta, ctx.now())
+                let merged = patch::apply(None, &applied, &ctx.manager(), force, None, &meta, ctx.now())
                     .map_err(|e| apply_error(ctx, &name, e))?;
                 let (obj, warnings) = decode(ctx, &merged)?;
                 let created = create_object(ctx, obj).await?;
@@ -362,7 +362,15 @@ pub async fn patch(
             PatchType::StrategicMerge => patch::strategic_merge_patch(&old, body, &meta),
             PatchType::Apply => {
                 let applied = parse_apply_body(body)?;
-                let out = patch::apply(Some(&old), &applied, &ctx.manager(), force, &meta, ctx.now())
+                let out = patch::apply(
+                    Some(&old),
+                    &applied,
+                    &ctx.manager(),
+                    force,
+                    sub.map(Subresource::name),
+                    &meta,
+                    ctx.now(),
+                )
                     .map_err(|e| apply_error(ctx, &name, e))?;
                 Ok(out)
             }
@@ -392,14 +400,7 @@ pub async fn patch(
 }
 
 fn parse_apply_body(body: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_yaml::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request(
-            "the apply configuration must be an object",
-        ));
-    }
-    Ok(v)
+    patch::decode_apply_patch(body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn patch_error(ctx: &Ctx<'_>, name: &str, e: PatchError) -> ApiError {
@@ -419,33 +420,21 @@ fn patch_error(ctx: &Ctx<'_>, name: &str, e: PatchError) -> ApiError {
 }
 
 fn apply_error(ctx: &Ctx<'_>, name: &str, e: ApplyError) -> ApiError {
+    let message = e.to_string();
     match e {
         ApplyError::Malformed(m) => ApiError::bad_request(m),
         ApplyError::Conflicts(conflicts) => {
-            let lines: Vec<String> = conflicts
+            let mut err = ApiError::conflict(ctx.res, name, "");
+            err.message = message;
+            err.causes = conflicts
                 .iter()
-                .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
-                .collect();
-            let mut e = ApiError::conflict(
-                ctx.res,
-                name,
-                &format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, lines.join("\n")),
-            );
-            e.message = format!(
-                "Apply failed with {} conflict{}: {}",
-                conflicts.len(),
-                if conflicts.len() == 1 { "" } else { "s" },
-                lines.join("\n")
-            );
-            e.causes = conflicts
-                .into_iter()
                 .map(|c| StatusCause {
                     reason: "FieldManagerConflict".into(),
-                    message: format!("conflict with \"{}\"", c.manager),
-                    field: c.field,
+                    message: c.message(),
+                    field: c.field.clone(),
                 })
                 .collect();
-            e
+            err
         }
     }
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing skiff needs on a Debian machine, by package name.
+# Idempotent: only what is missing is installed. Needs root (or sudo).
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential pkg-config protobuf-compiler   # compilers; protoc for gRPC crates
+  python3 python3-pip                            # the Python client tests
+  etcd-server etcd-client                        # the etcd peer (benchmarks, etcd backend)
+  curl ca-certificates
+)
+PIP_PACKAGES=("kubernetes==32.0.1" "pytest==8.3.*" "requests" "pyyaml")
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found. Install the Rust toolchain (rustup) first, then re-run." >&2
+  exit 1
+fi
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "error: kubectl (v1.32) not found on PATH; the tests drive the stock kubectl." >&2
+  exit 1
+fi
+
+if ! python3 -c 'import kubernetes, pytest, requests, yaml' >/dev/null 2>&1; then
+  echo "==> pip install ${PIP_PACKAGES[*]}"
+  python3 -m pip install -q "${PIP_PACKAGES[@]}" 2>&1 | grep -v -i "running pip as the 'root' user" || true
+fi
