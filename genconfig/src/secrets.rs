@@ -244,7 +244,10 @@ impl ClusterSecrets {
                 &file.kubernetes_ca.cert,
                 &file.kubernetes_ca.key,
             )?,
-            machine_ca: CertificateAuthority::from_pem(&file.machine_ca.cert, &file.machine_ca.key)?,
+            machine_ca: CertificateAuthority::from_pem(
+                &file.machine_ca.cert,
+                &file.machine_ca.key,
+            )?,
             service_account_key: file.service_account_key,
             bootstrap_token: file
                 .bootstrap_token
@@ -260,7 +263,10 @@ impl ClusterSecrets {
             Role::ControlPlane => (
                 Some(ControlPlaneSecrets {
                     ca_key: parse_value(self.kubernetes_ca.key_pem(), "ca key")?,
-                    service_account_key: parse_value(&self.service_account_key, "service account key")?,
+                    service_account_key: parse_value(
+                        &self.service_account_key,
+                        "service account key",
+                    )?,
                     machine_ca_key: parse_value(self.machine_ca.key_pem(), "machine ca key")?,
                 }),
                 None,
@@ -426,7 +432,10 @@ mod tests {
         let back = ClusterSecrets::from_yaml(&yaml).unwrap();
         assert_eq!(back.public_key(), s.public_key());
         assert_eq!(back.kubernetes_ca.cert_pem(), s.kubernetes_ca.cert_pem());
-        assert_eq!(back.bootstrap_token().as_str(), s.bootstrap_token().as_str());
+        assert_eq!(
+            back.bootstrap_token().as_str(),
+            s.bootstrap_token().as_str()
+        );
         assert_eq!(back.to_yaml().unwrap(), yaml);
         let err = ClusterSecrets::from_yaml("version: v1alpha1\nbogus: 1\n").unwrap_err();
         assert!(matches!(err, GenError::SecretsYaml(_)));

@@ -66,22 +66,25 @@ pub fn gen_config(opts: &GenOptions, out: &Path) -> Result<(ClusterSecrets, Writ
     let cp_name = format!("{}-cp-1", secrets.name);
     let worker_name = format!("{}-worker", secrets.name);
     let hostname = |name: String| {
-        name.parse().map_err(|e: skiff_machine::InvalidValue| GenError::Value {
-            what: "hostname",
-            message: e.to_string(),
-        })
+        name.parse()
+            .map_err(|e: skiff_machine::InvalidValue| GenError::Value {
+                what: "hostname",
+                message: e.to_string(),
+            })
     };
     let cp = secrets.signed_config(&NodeSpec::new(Role::ControlPlane, hostname(cp_name)?))?;
     let worker = secrets.signed_config(&NodeSpec::new(Role::Worker, hostname(worker_name)?))?;
     write_private(&written.secrets, secrets.to_yaml()?.as_bytes())?;
-    write_file(&written.signing_public_key, secrets.public_key().to_pem().as_bytes())?;
+    write_file(
+        &written.signing_public_key,
+        secrets.public_key().to_pem().as_bytes(),
+    )?;
     write_private(&written.controlplane, &cp)?;
     write_private(&written.worker, &worker)?;
     let kubeconfig = secrets.admin_kubeconfig(secrets.endpoint.as_str())?;
     write_private(&written.kubeconfig, kubeconfig.to_yaml().as_bytes())?;
     let skiffconfig = secrets.skiffconfig(&[host])?;
-    let skiffconfig =
-        serde_yaml::to_string(&skiffconfig).map_err(GenError::SecretsYaml)?;
+    let skiffconfig = serde_yaml::to_string(&skiffconfig).map_err(GenError::SecretsYaml)?;
     write_private(&written.skiffconfig, skiffconfig.as_bytes())?;
     Ok((secrets, written))
 }
@@ -142,7 +145,10 @@ mod tests {
         for path in written.all() {
             assert!(path.is_file(), "{}", path.display());
         }
-        let mode = std::fs::metadata(&written.secrets).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&written.secrets)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let cp = std::fs::read(&written.controlplane).unwrap();
         let public = skiff_machine::PublicKey::parse(
@@ -158,7 +164,10 @@ mod tests {
 
         let err = gen_config(&opts, &out).unwrap_err();
         assert!(matches!(err, GenError::Exists { .. }), "{err}");
-        let forced = GenOptions { force: true, ..opts };
+        let forced = GenOptions {
+            force: true,
+            ..opts
+        };
         let (again, _) = gen_config(&forced, &out).unwrap();
         assert_ne!(again.public_key(), secrets.public_key());
     }
