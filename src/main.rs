@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 mod tools;
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "A minimal, API-managed OS for Kubernetes-style cluster nodes")]
+#[command(
+    name = "skiff",
+    version,
+    about = "A minimal, API-managed OS for Kubernetes-style cluster nodes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -155,7 +159,10 @@ fn main() -> ExitCode {
             ca_key,
             san,
         } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("skiff: cannot start the async runtime: {e}");
@@ -165,7 +172,10 @@ fn main() -> ExitCode {
             let mut opts = skiff_apiserver::ServerOptions::new(data_dir, listen);
             opts.extra_sans = san;
             if let (Some(cert), Some(key)) = (ca_cert, ca_key) {
-                match (std::fs::read_to_string(&cert), std::fs::read_to_string(&key)) {
+                match (
+                    std::fs::read_to_string(&cert),
+                    std::fs::read_to_string(&key),
+                ) {
                     (Ok(cert_pem), Ok(key_pem)) => {
                         opts.ca = Some(skiff_apiserver::SeedCa { cert_pem, key_pem });
                     }
@@ -185,7 +195,10 @@ fn main() -> ExitCode {
                     out,
                     force,
                 },
-        } => cli_result("skiff gen config", tools::gen_config(cluster_name, endpoint, &out, force)),
+        } => cli_result(
+            "skiff gen config",
+            tools::gen_config(cluster_name, endpoint, &out, force),
+        ),
         Command::Image {
             what:
                 ImageCommand::Build {

@@ -97,7 +97,12 @@ pub fn image_build(
         bar.set_message(step.to_owned());
     })?;
     bar.finish_and_clear();
-    let mib = |b: u64| format!("{:.1}", u32::try_from(b / 1024).unwrap_or(u32::MAX) as f32 / 1024.0);
+    let mib = |b: u64| {
+        format!(
+            "{:.1}",
+            u32::try_from(b / 1024).unwrap_or(u32::MAX) as f32 / 1024.0
+        )
+    };
     println!(
         "kernel {} ({} MiB), initramfs {} MiB ({} MiB unpacked, {} modules), total {} MiB",
         opts.kernel.package,
@@ -107,7 +112,12 @@ pub fn image_build(
         report.modules,
         mib(report.kernel_bytes + report.initramfs_bytes)
     );
-    println!("wrote {}, {} and {}", report.vmlinuz.display(), report.initramfs.display(), report.manifest.display());
+    println!(
+        "wrote {}, {} and {}",
+        report.vmlinuz.display(),
+        report.initramfs.display(),
+        report.manifest.display()
+    );
     Ok(())
 }
 
@@ -120,7 +130,9 @@ pub fn cluster_create(
     api_port: Option<u16>,
 ) -> Result<()> {
     if control_planes != 1 {
-        return Err("only --control-planes 1 is supported so far (HA needs the etcd backend)".into());
+        return Err(
+            "only --control-planes 1 is supported so far (HA needs the etcd backend)".into(),
+        );
     }
     let image = match image {
         Some(dir) => dir,
@@ -149,15 +161,23 @@ pub fn cluster_create(
         record.name, record.accel, record.api_port
     );
     if workers > 0 {
-        println!("note: workers start `skiff agent`, which is not built yet; they will not register as nodes");
+        println!(
+            "note: workers start `skiff agent`, which is not built yet; they will not register as nodes"
+        );
     }
-    println!("kubectl --kubeconfig {} get namespaces", record.kubeconfig.display());
+    println!(
+        "kubectl --kubeconfig {} get namespaces",
+        record.kubeconfig.display()
+    );
     Ok(())
 }
 
 pub fn cluster_status(state: &Path) -> Result<()> {
     let (record, nodes) = skiff_qemu::status(state)?;
-    println!("cluster {} ({}), API 127.0.0.1:{}", record.name, record.accel, record.api_port);
+    println!(
+        "cluster {} ({}), API 127.0.0.1:{}",
+        record.name, record.accel, record.api_port
+    );
     for node in nodes {
         println!(
             "{:<10} {:<12} {:<10} {:<12} {}",

@@ -215,7 +215,15 @@ pub fn base_archive(
     let plan = tree.resolve(modules)?;
     let mut archive = Archive::new(mtime);
     archive.add_file("init", binary.to_vec(), Meta::root(0o755))?;
-    for dir in ["proc", "sys", "dev", "run", "tmp", "var", "etc/skiff/trusted-keys"] {
+    for dir in [
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "var",
+        "etc/skiff/trusted-keys",
+    ] {
         archive.add_dir(dir, Meta::root(0o755))?;
     }
     archive.add_char_device("dev/console", 5, 1, Meta::root(0o600))?;
@@ -261,7 +269,11 @@ pub fn key_layer(keys: &[PublicKey], mtime: u32) -> Result<Vec<u8>, BuildError> 
 }
 
 /// The initramfs a node boots: the key layer, then the base.
-pub fn trusted_initramfs(base: &[u8], keys: &[PublicKey], mtime: u32) -> Result<Vec<u8>, BuildError> {
+pub fn trusted_initramfs(
+    base: &[u8],
+    keys: &[PublicKey],
+    mtime: u32,
+) -> Result<Vec<u8>, BuildError> {
     let mut out = key_layer(keys, mtime)?;
     out.extend_from_slice(base);
     Ok(out)
@@ -332,7 +344,15 @@ fn compress(raw: &[u8], level: i32, out: &Path) -> Result<Vec<u8>, BuildError> {
 pub fn build_static_binary(workspace: &Path) -> Result<PathBuf, BuildError> {
     let target = "x86_64-unknown-linux-gnu";
     let status = Command::new("cargo")
-        .args(["build", "--release", "--locked", "--bin", "skiff", "--target", target])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--bin",
+            "skiff",
+            "--target",
+            target,
+        ])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .current_dir(workspace)
         .status()
@@ -425,7 +445,11 @@ mod tests {
             data("lib/modules/skiff.load"),
             b"kernel/net/b.ko\nkernel/net/a.ko\n"
         );
-        assert!(entries.iter().all(|e| e.path != "lib/modules/kernel/net/c.ko"));
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.path != "lib/modules/kernel/net/c.ko")
+        );
         assert!(entries.iter().all(|e| e.mtime == 1_700_000_000));
         assert_eq!(
             find("dev/console").node,
@@ -444,7 +468,10 @@ mod tests {
         let crate::cpio::Node::File(data) = &entry.node else {
             panic!("not a file")
         };
-        assert_eq!(PublicKey::parse(&String::from_utf8_lossy(data)).unwrap(), key);
+        assert_eq!(
+            PublicKey::parse(&String::from_utf8_lossy(data)).unwrap(),
+            key
+        );
         let full = trusted_initramfs(b"BASE", &[key], 0).unwrap();
         assert!(full.starts_with(&layer) && full.ends_with(b"BASE"));
     }

@@ -55,7 +55,14 @@ pub fn probe(kernel: &Path, scratch: &Path) -> Accel {
     let _ = std::fs::remove_file(&log);
     let child = Command::new("qemu-system-x86_64")
         .args(["-M", "q35", "-accel", "kvm", "-cpu", "host", "-m", "128"])
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+        ])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .arg("-kernel")

@@ -217,7 +217,9 @@ impl ClusterBuilder {
             .map_err(QemuError::Build)?;
         fs::write(&initramfs, layered).map_err(QemuError::io(&initramfs))?;
 
-        let accel = self.accel.unwrap_or_else(|| accel::probe(&kernel, &self.state));
+        let accel = self
+            .accel
+            .unwrap_or_else(|| accel::probe(&kernel, &self.state));
         let api_port = match self.api_port {
             Some(p) => p,
             None => free_tcp_port()?,
@@ -236,27 +238,43 @@ impl ClusterBuilder {
             let (role, name) = if index < self.control_planes {
                 (Role::ControlPlane, format!("cp-{}", index + 1))
             } else {
-                (Role::Worker, format!("worker-{}", index - self.control_planes + 1))
+                (
+                    Role::Worker,
+                    format!("worker-{}", index - self.control_planes + 1),
+                )
             };
             let dir = self.state.join("nodes").join(&name);
             fs::create_dir_all(&dir).map_err(QemuError::io(&dir))?;
             let address = format!("{SEGMENT}.{}", FIRST_HOST + index);
             let user_mac = mac(0, index);
             let segment_mac = mac(1, index);
-            let mut node = NodeSpec::new(role, name.parse().map_err(QemuError::value("node name"))?);
+            let mut node =
+                NodeSpec::new(role, name.parse().map_err(QemuError::value("node name"))?);
             node.network.interfaces = vec![
                 Interface {
                     name: None,
-                    mac: Some(mac_text(user_mac).parse().map_err(QemuError::value("mac"))?),
+                    mac: Some(
+                        mac_text(user_mac)
+                            .parse()
+                            .map_err(QemuError::value("mac"))?,
+                    ),
                     dhcp: true,
                     addresses: vec![],
                     routes: vec![],
                 },
                 Interface {
                     name: None,
-                    mac: Some(mac_text(segment_mac).parse().map_err(QemuError::value("mac"))?),
+                    mac: Some(
+                        mac_text(segment_mac)
+                            .parse()
+                            .map_err(QemuError::value("mac"))?,
+                    ),
                     dhcp: false,
-                    addresses: vec![format!("{address}/24").parse().map_err(QemuError::value("address"))?],
+                    addresses: vec![
+                        format!("{address}/24")
+                            .parse()
+                            .map_err(QemuError::value("address"))?,
+                    ],
                     routes: vec![],
                 },
             ];
@@ -281,7 +299,11 @@ impl ClusterBuilder {
             spec.memory_mib = self.memory_mib;
             spec.cpus = self.cpus;
             spec.accel = accel;
-            let forwards = if index == 0 { vec![(api_port, 6443)] } else { vec![] };
+            let forwards = if index == 0 {
+                vec![(api_port, 6443)]
+            } else {
+                vec![]
+            };
             spec.nics.push((Nic::User { forwards }, user_mac));
             spec.nics.push((
                 Nic::Mcast {

@@ -57,7 +57,13 @@ mod tests {
     fn parses_phases_and_the_last_boot() {
         let phases = parse(LOG);
         assert_eq!(phases.len(), 5);
-        assert_eq!(phases[2], Phase { name: "ready".into(), at: 3.5 });
+        assert_eq!(
+            phases[2],
+            Phase {
+                name: "ready".into(),
+                at: 3.5
+            }
+        );
         let last = last_boot(&phases);
         assert_eq!(last.len(), 2);
         assert_eq!(render(last), "kernel 1.900s → init +0.100s");
