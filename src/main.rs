@@ -120,6 +120,13 @@ enum ClusterCommand {
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
     },
+    /// Power-cycle one node (as a power cut would) and wait until it is up again.
+    Reboot {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        node: String,
+    },
     /// Stop every VM and remove everything the cluster made.
     Destroy {
         #[arg(long, value_name = "DIR")]
@@ -225,6 +232,9 @@ fn main() -> ExitCode {
             ),
             ClusterCommand::Status { state } => {
                 cli_result("skiff cluster status", tools::cluster_status(&state))
+            }
+            ClusterCommand::Reboot { state, node } => {
+                cli_result("skiff cluster reboot", tools::cluster_reboot(&state, &node))
             }
             ClusterCommand::Destroy { state } => {
                 cli_result("skiff cluster destroy", tools::cluster_destroy(&state))

@@ -195,6 +195,15 @@ pub fn cluster_status(state: &Path) -> Result<()> {
     Ok(())
 }
 
+pub fn cluster_reboot(state: &Path, node: &str) -> Result<()> {
+    let phases = skiff_qemu::reboot_node(state, node, Duration::from_secs(240))?;
+    println!(
+        "{node} is up again: {}",
+        skiff_qemu::render_timeline(skiff_qemu::last_boot(&phases))
+    );
+    Ok(())
+}
+
 pub fn cluster_destroy(state: &Path) -> Result<()> {
     skiff_qemu::destroy(state)?;
     println!("destroyed {}", state.display());

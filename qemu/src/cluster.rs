@@ -109,6 +109,8 @@ pub struct NodeRecord {
     pub address: String,
     pub console: PathBuf,
     pub attempts: u32,
+    /// How the VM was started, to start it again.
+    pub vm: VmSpec,
 }
 
 /// `STATE/cluster.json`.
@@ -324,6 +326,7 @@ impl ClusterBuilder {
                 address,
                 console: vm.spec.console_log(),
                 attempts: vm.attempts,
+                vm: vm.spec.clone(),
             });
             write_record(&self.state, &record)?;
             vms.push(vm);
@@ -352,11 +355,7 @@ impl Cluster {
     pub fn wait_ready(&self, limit: Duration) -> Result<(), QemuError> {
         let deadline = Instant::now() + limit;
         for (vm, node) in self.vms.iter().zip(&self.record.nodes) {
-            let phase = if node.role == "controlplane" {
-                "boot phase ready"
-            } else {
-                "boot phase services"
-            };
+            let phase = ready_marker(&node.role);
             let left = deadline.saturating_duration_since(Instant::now());
             if !vm.wait_for(phase, left) {
                 return Err(QemuError::NotReady {
@@ -384,6 +383,54 @@ impl Cluster {
         drop(self);
         destroy(&state)
     }
+}
+
+/// The console line that says a node of `role` is up.
+fn ready_marker(role: &str) -> &'static str {
+    if role == "controlplane" {
+        "boot phase ready"
+    } else {
+        "boot phase services"
+    }
+}
+
+/// Power-cycles one VM (kill, start again with the same disks and config) and waits until it
+/// is up again. Returns its new boot timeline.
+pub fn reboot_node(state: &Path, name: &str, limit: Duration) -> Result<Vec<Phase>, QemuError> {
+    let mut record = read_record(state)?;
+    let node = record
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == name)
+        .ok_or_else(|| QemuError::Value {
+            what: "node",
+            message: format!("no node `{name}` in {}", state.display()),
+        })?;
+    if vm::alive(node.pid) && is_our_vm(node.pid, &node.name) {
+        vm::kill_pid(node.pid);
+    }
+    let vm = Vm::start(node.vm.clone())?;
+    node.pid = vm.pid;
+    node.attempts = vm.attempts;
+    write_record(state, &record)?;
+    let role = record
+        .nodes
+        .iter()
+        .find(|n| n.name == name)
+        .map(|n| n.role.clone())
+        .unwrap_or_default();
+    if !vm.wait_for(ready_marker(&role), limit) {
+        let console = vm.console();
+        return Err(QemuError::NotReady {
+            name: name.to_owned(),
+            waited: limit,
+            log: vm.spec.console_log(),
+            tail: tail(&console, 15),
+        });
+    }
+    let phases = timeline::parse(&vm.console());
+    vm.release();
+    Ok(phases)
 }
 
 fn tail(text: &str, lines: usize) -> String {

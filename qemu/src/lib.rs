@@ -17,7 +17,8 @@ use std::time::Duration;
 
 pub use accel::{Accel, probe};
 pub use cluster::{
-    Cluster, ClusterBuilder, ClusterRecord, NodeRecord, NodeStatus, destroy, read_record, status,
+    Cluster, ClusterBuilder, ClusterRecord, NodeRecord, NodeStatus, destroy, read_record,
+    reboot_node, status,
 };
 pub use timeline::{Phase, last_boot, parse as parse_timeline, render as render_timeline};
 pub use vm::{Nic, SILENT_BOOT_LIMIT, Vm, VmSpec, alive, kill_pid};

@@ -11,7 +11,7 @@ use crate::QemuError;
 use crate::accel::Accel;
 
 /// How a VM's NIC reaches the world.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Nic {
     /// QEMU user networking (DHCP from QEMU, host reachable at 10.0.2.2), with TCP ports of the
     /// host's loopback forwarded to guest ports.
@@ -22,7 +22,7 @@ pub enum Nic {
 }
 
 /// What to boot and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmSpec {
     pub name: String,
     pub dir: PathBuf,
@@ -171,7 +171,10 @@ impl Vm {
 
     fn launch(spec: VmSpec, attempts: u32) -> Result<Self, QemuError> {
         let log = spec.console_log();
-        let _ = fs::remove_file(&log);
+        // Keep the previous boot's console (a reboot) next to the new one.
+        if fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+            let _ = fs::rename(&log, spec.dir.join("console.previous.log"));
+        }
         let _ = fs::remove_file(spec.pid_file());
         let qemu_log = spec.dir.join("qemu.log");
         let err = fs::File::create(&qemu_log).map_err(QemuError::io(&qemu_log))?;

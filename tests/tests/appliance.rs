@@ -296,7 +296,63 @@ fn qemu_control_plane_serves_kubectl_and_refuses_foreign_configs() {
     );
     println!("{status}");
 
-    // 2. The same image with a config signed by another cluster's key: never starts a role.
+    // 2. A power-cycled control plane keeps every object (its store is on the state disk).
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let made = kubectl(&[
+        "create",
+        "configmap",
+        "survivor",
+        "--from-literal=boot=first",
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // Let the guest's page cache reach the disk image before the power cut.
+    std::thread::sleep(Duration::from_secs(6));
+    let rebooted = skiff(&["cluster", "reboot", "--state", &state_str, "--node", "cp-1"]);
+    if !rebooted.status.success() {
+        let _ = skiff(&["cluster", "destroy", "--state", &state_str]);
+        panic!(
+            "reboot failed: {}",
+            String::from_utf8_lossy(&rebooted.stderr)
+        );
+    }
+    println!("{}", String::from_utf8_lossy(&rebooted.stdout));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut kept = String::new();
+    while Instant::now() < deadline {
+        let out = kubectl(&[
+            "get",
+            "configmap",
+            "survivor",
+            "-o",
+            "jsonpath={.data.boot}",
+        ]);
+        kept = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if kept != "first" {
+        let _ = skiff(&["cluster", "destroy", "--state", &state_str]);
+        panic!("the configmap did not survive the reboot: {kept}");
+    }
+
+    // 3. The same image with a config signed by another cluster's key: never starts a role.
     let foreign = temp.path().join("foreign");
     ok(&[
         "gen",
@@ -368,7 +424,7 @@ fn qemu_control_plane_serves_kubectl_and_refuses_foreign_configs() {
     assert!(text.contains("signed by unknown key"), "{text}");
     assert!(!text.contains("skiff: started"), "a role started:\n{text}");
 
-    // 3. destroy leaves no process, no state directory.
+    // 4. destroy leaves no process, no state directory.
     ok(&["cluster", "destroy", "--state", &state_str]);
     assert!(!state.exists(), "state directory left behind");
     let left = processes_mentioning(&state_str);
