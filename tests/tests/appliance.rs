@@ -305,12 +305,21 @@ fn qemu_control_plane_serves_kubectl_and_refuses_foreign_configs() {
             .output()
             .unwrap()
     };
-    let made = kubectl(&[
-        "create",
-        "configmap",
-        "survivor",
-        "--from-literal=boot=first",
-    ]);
+    let mut create = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["create", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        create.stdin.as_mut().unwrap(),
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: survivor\ndata:\n  boot: first\n",
+    )
+    .unwrap();
+    let made = create.wait_with_output().unwrap();
     assert!(
         made.status.success(),
         "{}",
