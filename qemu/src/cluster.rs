@@ -488,13 +488,28 @@ fn is_our_vm(pid: i32, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Stops every VM of the cluster in `state` and removes the directory. Idempotent.
+/// Stops every VM of the cluster in `state` and removes the directory. Idempotent. Besides
+/// the VMs in `cluster.json` it stops any whose pid file is under `state/nodes` (a VM whose
+/// start was interrupted before it was recorded).
 pub fn destroy(state: &Path) -> Result<(), QemuError> {
     if let Ok(record) = read_record(state) {
         for node in &record.nodes {
             if vm::alive(node.pid) && is_our_vm(node.pid, &node.name) {
                 vm::kill_pid(node.pid);
             }
+        }
+    }
+    let nodes = state.join("nodes");
+    for entry in fs::read_dir(&nodes).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = fs::read_to_string(entry.path().join("qemu.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid
+            && vm::alive(pid)
+            && is_our_vm(pid, &name)
+        {
+            vm::kill_pid(pid);
         }
     }
     match fs::remove_dir_all(state) {

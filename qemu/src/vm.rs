@@ -226,12 +226,17 @@ impl Vm {
             .unwrap_or_default()
     }
 
-    /// Waits until the console contains `needle` (or the VM dies / time runs out).
+    /// Waits until the console contains `needle` (or the VM dies, its kernel panics, or time
+    /// runs out).
     pub fn wait_for(&self, needle: &str, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if self.console().contains(needle) {
+            let console = self.console();
+            if console.contains(needle) {
                 return true;
+            }
+            if console.contains("Kernel panic") {
+                return false;
             }
             if !alive(self.pid) {
                 return self.console().contains(needle);
