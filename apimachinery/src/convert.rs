@@ -18,16 +18,24 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 
 /// Fields with the same name in both versions.
 const EVENT_SHARED: &[&str] = &[
-    "metadata", "eventTime", "series", "reportingInstance", "action", "reason", "related", "type",
+    "metadata",
+    "eventTime",
+    "series",
+    "reportingInstance",
+    "action",
+    "reason",
+    "related",
+    "type",
 ];
 
-fn rename(obj: &Value, pairs: impl Iterator<Item = (&'static str, &'static str)>) -> Map<String, Value> {
+fn rename(
+    obj: &Value,
+    pairs: impl Iterator<Item = (&'static str, &'static str)>,
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (from, to) in pairs {
-        if let Some(v) = obj.get(from) {
-            if !v.is_null() {
-                out.insert(to.to_string(), v.clone());
-            }
+        if let Some(v) = obj.get(from).filter(|v| !v.is_null()) {
+            out.insert(to.to_string(), v.clone());
         }
     }
     for f in EVENT_SHARED {

@@ -1,5 +1,6 @@
 //! What Kubernetes API objects mean, independent of how they are served or stored.
 //!
+//! * [`protobuf`]: decoding Kubernetes protobuf request bodies into JSON.
 //! * [`registry`]: every resource the API serves (group, version, kind, plural, scope, short
 //!   names, verbs, subresources) and the typed decoding that finds unknown fields.
 //! * [`defaults`] and [`validation`]: what the API server fills in and what it refuses.
@@ -12,6 +13,7 @@ mod convert;
 pub mod defaults;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod selectors;

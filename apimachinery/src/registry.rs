@@ -133,6 +133,11 @@ impl Resource {
         verbs
     }
 
+    /// Whether objects are converted between this resource's form and the stored one.
+    pub fn has_storage_conversion(&self) -> bool {
+        self.to_storage.is_some() || self.from_storage.is_some()
+    }
+
     /// This resource's object in the form it is stored in.
     pub fn to_storage(&self, obj: Value) -> Value {
         match self.to_storage {
@@ -672,7 +677,9 @@ mod tests {
 
     #[test]
     fn decode_refuses_wrong_types() {
-        let deploy = Registry::builtin().get("apps", "v1", "deployments").unwrap();
+        let deploy = Registry::builtin()
+            .get("apps", "v1", "deployments")
+            .unwrap();
         let err = deploy
             .decode(&json!({"metadata": {"name": "d"}, "spec": {"replicas": "three"}}))
             .unwrap_err();

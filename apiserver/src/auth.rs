@@ -154,7 +154,10 @@ mod tests {
         );
         assert_eq!(t.lookup("xyz").unwrap().name, "bob");
         let err = Tokens::parse("onlytoken\n", "t.csv").unwrap_err();
-        assert_eq!(err.to_string(), "t.csv:1: expected token,user,uid[,\"group1,group2\"]");
+        assert_eq!(
+            err.to_string(),
+            "t.csv:1: expected token,user,uid[,\"group1,group2\"]"
+        );
     }
 
     #[test]
@@ -163,12 +166,27 @@ mod tests {
         tokens.insert("good", User::new("tok", vec![]));
         let cert = User::new("cert", vec![]);
         let mut h = HeaderMap::new();
-        assert_eq!(authenticate(&h, Some(&cert), &tokens).unwrap().unwrap().name, "cert");
+        assert_eq!(
+            authenticate(&h, Some(&cert), &tokens)
+                .unwrap()
+                .unwrap()
+                .name,
+            "cert"
+        );
         assert!(authenticate(&h, None, &tokens).unwrap().is_none());
         h.insert(http::header::AUTHORIZATION, "Bearer good".parse().unwrap());
-        assert_eq!(authenticate(&h, Some(&cert), &tokens).unwrap().unwrap().name, "tok");
+        assert_eq!(
+            authenticate(&h, Some(&cert), &tokens)
+                .unwrap()
+                .unwrap()
+                .name,
+            "tok"
+        );
         h.insert(http::header::AUTHORIZATION, "Bearer bad".parse().unwrap());
-        assert_eq!(authenticate(&h, Some(&cert), &tokens).unwrap_err().code, 401);
+        assert_eq!(
+            authenticate(&h, Some(&cert), &tokens).unwrap_err().code,
+            401
+        );
         h.insert(http::header::AUTHORIZATION, "Basic Zm9v".parse().unwrap());
         assert_eq!(authenticate(&h, None, &tokens).unwrap_err().code, 401);
     }

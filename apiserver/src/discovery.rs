@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use skiff_apimachinery::{Registry, Resource};
 
 /// The media type of aggregated discovery responses.
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether the client accepts aggregated discovery v2.
 pub fn wants_aggregated(headers: &HeaderMap) -> bool {
@@ -111,7 +112,9 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
     } else {
         format!("{group}/{version}")
     };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn aggregated_resource(r: &Resource) -> Value {
@@ -152,8 +155,10 @@ pub fn aggregated(reg: &Registry, core: bool) -> Value {
             let vs: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> =
-                        reg.in_group_version(g, v).map(aggregated_resource).collect();
+                    let resources: Vec<Value> = reg
+                        .in_group_version(g, v)
+                        .map(aggregated_resource)
+                        .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
@@ -210,11 +215,13 @@ mod tests {
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
         let groups = aggregated(reg, false);
-        assert!(groups["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|g| g["metadata"]["name"] == "apps"));
+        assert!(
+            groups["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["metadata"]["name"] == "apps")
+        );
     }
 
     #[test]

@@ -8,8 +8,10 @@ use skiff_apimachinery::{Resource, Subresource};
 pub fn tracks_generation(res: &Resource) -> bool {
     matches!(
         (res.group, res.kind),
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
-            | ("batch", "Job" | "CronJob")
+        (
+            "apps",
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+        ) | ("batch", "Job" | "CronJob")
             | ("networking.k8s.io", "Ingress")
     )
 }
@@ -98,6 +100,9 @@ mod tests {
             qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
             "Guaranteed"
         );
-        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
+        assert_eq!(
+            qos_class(&pod(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
     }
 }

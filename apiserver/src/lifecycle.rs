@@ -61,8 +61,11 @@ async fn empty_namespace(api: &Api, ns: &str) -> Result<bool, ApiError> {
                 if obj.pointer("/metadata/deletionTimestamp").is_none() {
                     let rv = parse_rv(meta_str(&obj, "resourceVersion").unwrap_or("0"))?;
                     let mut marked = obj.clone();
-                    marked["metadata"]["deletionTimestamp"] =
-                        json!(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                    marked["metadata"]["deletionTimestamp"] = json!(
+                        jiff::Timestamp::now()
+                            .strftime("%Y-%m-%dT%H:%M:%SZ")
+                            .to_string()
+                    );
                     marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                     let _ = api.objects.update(res, Some(ns), name, &marked, rv).await;
                 }

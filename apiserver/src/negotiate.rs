@@ -58,7 +58,13 @@ pub fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -102,12 +108,18 @@ pub fn parse_object(content_type: &str, body: &[u8]) -> Result<Value, ApiError> 
     }
     let value: Value = match content_type {
         "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the request body is not valid JSON: {e}"
-            ))
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
         })?,
+        skiff_apimachinery::protobuf::MEDIA_TYPE => skiff_apimachinery::protobuf::decode(body)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the request body is not a valid Kubernetes protobuf object: {e}"
+                ))
+            })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?,
+            .map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {
@@ -139,7 +151,12 @@ mod tests {
             accept("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io").unwrap(),
             Output::Metadata
         );
-        assert_eq!(accept("application/vnd.kubernetes.protobuf").unwrap_err().code, 406);
+        assert_eq!(
+            accept("application/vnd.kubernetes.protobuf")
+                .unwrap_err()
+                .code,
+            406
+        );
         assert_eq!(
             accept("application/vnd.kubernetes.protobuf,application/json").unwrap(),
             Output::Json
@@ -150,9 +167,18 @@ mod tests {
     fn parses_bodies() {
         assert!(parse_object("application/json", b"{\"a\":1}").is_ok());
         assert!(parse_object("application/yaml", b"a: 1\n").is_ok());
-        assert_eq!(parse_object("application/json", b"{").unwrap_err().code, 400);
-        assert_eq!(parse_object("application/json", b"[1]").unwrap_err().code, 400);
-        assert_eq!(parse_object("application/json", b"  ").unwrap_err().code, 400);
+        assert_eq!(
+            parse_object("application/json", b"{").unwrap_err().code,
+            400
+        );
+        assert_eq!(
+            parse_object("application/json", b"[1]").unwrap_err().code,
+            400
+        );
+        assert_eq!(
+            parse_object("application/json", b"  ").unwrap_err().code,
+            400
+        );
         assert_eq!(parse_object("text/plain", b"{}").unwrap_err().code, 415);
     }
 }

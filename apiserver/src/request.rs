@@ -89,7 +89,11 @@ pub fn parse<'r>(
         .ok_or_else(|| ApiError::no_route(path))?;
     // `/api/v1/namespaces/foo` names the namespace object itself.
     let name = name.map(str::to_string);
-    let namespace = if rest[0] == "namespaces" { None } else { namespace };
+    let namespace = if rest[0] == "namespaces" {
+        None
+    } else {
+        namespace
+    };
     if !resource.namespaced() && namespace.is_some() {
         return Err(ApiError::no_route(path));
     }
@@ -103,7 +107,9 @@ pub fn parse<'r>(
     };
     for n in name.iter().chain(namespace.iter()) {
         if n.is_empty() || n.contains('%') || n == "." || n == ".." {
-            return Err(ApiError::bad_request(format!("invalid name in path: {n:?}")));
+            return Err(ApiError::bad_request(format!(
+                "invalid name in path: {n:?}"
+            )));
         }
     }
     let verb = match (method.as_str(), name.is_some()) {
@@ -142,7 +148,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|s| !s.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// A boolean parameter, parsed as Go's `strconv.ParseBool` (what clients expect).
@@ -215,7 +224,11 @@ mod tests {
 
     #[test]
     fn parses_namespaced_paths() {
-        let r = req(Method::GET, "/apis/apps/v1/namespaces/prod/deployments/web", "");
+        let r = req(
+            Method::GET,
+            "/apis/apps/v1/namespaces/prod/deployments/web",
+            "",
+        );
         assert_eq!(r.resource.kind, "Deployment");
         assert_eq!(r.namespace.as_deref(), Some("prod"));
         assert_eq!(r.name.as_deref(), Some("web"));
@@ -224,7 +237,11 @@ mod tests {
         assert_eq!((r.namespace, r.verb), (None, Verb::Watch));
         let r = req(Method::GET, "/api/v1/watch/namespaces/a/pods", "");
         assert_eq!(r.verb, Verb::Watch);
-        let r = req(Method::PATCH, "/apis/apps/v1/namespaces/a/deployments/web/scale", "");
+        let r = req(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/a/deployments/web/scale",
+            "",
+        );
         assert_eq!(r.subresource, Some(Subresource::Scale));
         let r = req(Method::DELETE, "/api/v1/namespaces/a/configmaps", "");
         assert_eq!(r.verb, Verb::DeleteCollection);
@@ -234,7 +251,10 @@ mod tests {
     fn parses_namespace_objects_and_their_subresources() {
         let r = req(Method::GET, "/api/v1/namespaces/kube-system", "");
         assert_eq!(r.resource.plural, "namespaces");
-        assert_eq!((r.namespace, r.name.as_deref()), (None, Some("kube-system")));
+        assert_eq!(
+            (r.namespace, r.name.as_deref()),
+            (None, Some("kube-system"))
+        );
         let r = req(Method::PUT, "/api/v1/namespaces/x/finalize", "");
         assert_eq!(r.name.as_deref(), Some("x"));
         assert_eq!(r.subresource, Some(Subresource::Finalize));
@@ -244,23 +264,41 @@ mod tests {
 
     #[test]
     fn unknown_things_are_not_found() {
-        assert!(matches!(target(Method::GET, "/version", ""), Ok(Target::Other)));
-        assert!(matches!(target(Method::GET, "/apis/apps/v1", ""), Ok(Target::Other)));
-        assert_eq!(target(Method::GET, "/api/v1/widgets", "").unwrap_err().code, 404);
+        assert!(matches!(
+            target(Method::GET, "/version", ""),
+            Ok(Target::Other)
+        ));
+        assert!(matches!(
+            target(Method::GET, "/apis/apps/v1", ""),
+            Ok(Target::Other)
+        ));
         assert_eq!(
-            target(Method::GET, "/api/v1/namespaces/a/nodes/n1", "").unwrap_err().code,
+            target(Method::GET, "/api/v1/widgets", "").unwrap_err().code,
             404
         );
         assert_eq!(
-            target(Method::GET, "/api/v1/namespaces/a/pods/p/bogus", "").unwrap_err().code,
+            target(Method::GET, "/api/v1/namespaces/a/nodes/n1", "")
+                .unwrap_err()
+                .code,
             404
         );
-        assert_eq!(target(Method::PUT, "/api/v1/pods", "").unwrap_err().code, 405);
+        assert_eq!(
+            target(Method::GET, "/api/v1/namespaces/a/pods/p/bogus", "")
+                .unwrap_err()
+                .code,
+            404
+        );
+        assert_eq!(
+            target(Method::PUT, "/api/v1/pods", "").unwrap_err().code,
+            405
+        );
     }
 
     #[test]
     fn decodes_query_strings() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&limit=5&watch=1"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&limit=5&watch=1",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert_eq!(q.number("limit").unwrap(), Some(5));
         assert!(q.flag("watch"));

@@ -118,15 +118,20 @@ impl Server {
         create_dir_private(dir)?;
         let store_path = dir.join("store.redb");
         let store: Arc<dyn Store> =
-            Arc::new(RedbStore::open(&store_path).map_err(|source| ServerError::Store {
-                path: store_path.display().to_string(),
-                source,
-            })?);
+            Arc::new(
+                RedbStore::open(&store_path).map_err(|source| ServerError::Store {
+                    path: store_path.display().to_string(),
+                    source,
+                })?,
+            );
         let first_service_ip = {
             let base = u32::from(opts.service_cidr.0);
             Ipv4Addr::from(base + 1)
         };
-        let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(first_service_ip)];
+        let mut ips = vec![
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V4(first_service_ip),
+        ];
         if !opts.listen.ip().is_unspecified() && !ips.contains(&opts.listen.ip()) {
             ips.push(opts.listen.ip());
         }
@@ -155,12 +160,11 @@ impl Server {
                 source,
             })?;
         }
-        let pki = ServerPki::load_or_create(&pki_dir, &dns, &ips).map_err(|source| {
-            ServerError::Pki {
+        let pki =
+            ServerPki::load_or_create(&pki_dir, &dns, &ips).map_err(|source| ServerError::Pki {
                 path: pki_dir.display().to_string(),
                 source,
-            }
-        })?;
+            })?;
         let tls = skiff_pki::server_tls_config(&pki.serving, Some(pki.ca.cert_pem())).map_err(
             |source| ServerError::Pki {
                 path: pki_dir.display().to_string(),
@@ -173,16 +177,19 @@ impl Server {
         bootstrap(&api)
             .await
             .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
-        let listener = TcpListener::bind(opts.listen)
-            .await
+        let listener =
+            TcpListener::bind(opts.listen)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    addr: opts.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
             .map_err(|source| ServerError::Listen {
                 addr: opts.listen,
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Listen {
-            addr: opts.listen,
-            source,
-        })?;
         let kubeconfig = Kubeconfig::for_client_cert(
             "skiff",
             &client_url(addr),
@@ -305,8 +312,14 @@ fn create_dir_private(dir: &Path) -> Result<(), ServerError> {
 /// The namespaces and the `kubernetes` Service every cluster starts with.
 async fn bootstrap(api: &Api) -> Result<(), crate::status::ApiError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        api.create_internal("", "v1", "namespaces", None, json!({"metadata": {"name": ns}}))
-            .await?;
+        api.create_internal(
+            "",
+            "v1",
+            "namespaces",
+            None,
+            json!({"metadata": {"name": ns}}),
+        )
+        .await?;
     }
     let ip = Ipv4Addr::from(u32::from(api.service_cidr.0) + 1).to_string();
     api.create_internal(

@@ -42,14 +42,14 @@ pub async fn allocate(api: &Api, svc: &mut Value, old: Option<&Value>) -> Result
         .and_then(Value::as_str)
         .unwrap_or("ClusterIP")
         .to_string();
-    if let Some(old) = old {
-        if svc.pointer("/spec/clusterIP").is_none() {
-            if let Some(ip) = old.pointer("/spec/clusterIP") {
-                svc["spec"]["clusterIP"] = ip.clone();
-            }
-            if let Some(ips) = old.pointer("/spec/clusterIPs") {
-                svc["spec"]["clusterIPs"] = ips.clone();
-            }
+    if let Some(old) = old
+        && svc.pointer("/spec/clusterIP").is_none()
+    {
+        if let Some(ip) = old.pointer("/spec/clusterIP") {
+            svc["spec"]["clusterIP"] = ip.clone();
+        }
+        if let Some(ips) = old.pointer("/spec/clusterIPs") {
+            svc["spec"]["clusterIPs"] = ips.clone();
         }
     }
     let (items, _) = api.objects.list(res, None, None, None).await?;
@@ -87,12 +87,18 @@ pub async fn allocate(api: &Api, svc: &mut Value, old: Option<&Value>) -> Result
             }
             Some(ip) if !ip.is_empty() => {
                 let parsed: Ipv4Addr = ip.parse().map_err(|_| {
-                    invalid("spec.clusterIP", format!("Invalid value: \"{ip}\": must be a valid IP address"))
+                    invalid(
+                        "spec.clusterIP",
+                        format!("Invalid value: \"{ip}\": must be a valid IP address"),
+                    )
                 })?;
                 if !in_cidr(parsed, api.service_cidr) {
                     return Err(invalid(
                         "spec.clusterIP",
-                        format!("Invalid value: \"{ip}\": provided IP is not in the valid range. The range of valid IPs is {}/{}", api.service_cidr.0, api.service_cidr.1),
+                        format!(
+                            "Invalid value: \"{ip}\": provided IP is not in the valid range. The range of valid IPs is {}/{}",
+                            api.service_cidr.0, api.service_cidr.1
+                        ),
                     ));
                 }
                 if used_ips.contains(ip) && old.is_none() {
@@ -145,7 +151,11 @@ pub async fn allocate(api: &Api, svc: &mut Value, old: Option<&Value>) -> Result
 }
 
 fn in_cidr(ip: Ipv4Addr, (base, bits): (Ipv4Addr, u8)) -> bool {
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(bits))
+    };
     (u32::from(ip) & mask) == (u32::from(base) & mask)
 }
 

@@ -81,7 +81,9 @@ impl ApiError {
             "NotFound",
             "the server could not find the requested resource",
         );
-        e.details = Some(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": format!("404 page not found: {path}")}]}));
+        e.details = Some(
+            json!({"causes": [{"reason": "UnexpectedServerResponse", "message": format!("404 page not found: {path}")}]}),
+        );
         e
     }
 
@@ -144,7 +146,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format ({ct}) - accepted media types include: application/json, application/yaml"),
+            format!(
+                "the body of the request was in an unknown format ({ct}) - accepted media types include: application/json, application/yaml"
+            ),
         )
     }
 
@@ -152,7 +156,9 @@ impl ApiError {
         Self::new(
             406,
             "NotAcceptable",
-            format!("only the following media types are accepted: application/json, application/yaml (asked for {accept})"),
+            format!(
+                "only the following media types are accepted: application/json, application/yaml (asked for {accept})"
+            ),
         )
     }
 
@@ -234,9 +240,9 @@ impl From<skiff_store::StoreError> for ApiError {
     fn from(e: skiff_store::StoreError) -> Self {
         use skiff_store::StoreError as E;
         match e {
-            E::Compacted { requested, floor } => ApiError::gone(format!(
-                "too old resource version: {requested} ({floor})"
-            )),
+            E::Compacted { requested, floor } => {
+                ApiError::gone(format!("too old resource version: {requested} ({floor})"))
+            }
             E::Closed => ApiError::unavailable("the store is shutting down"),
             other => ApiError::internal(format!("storage error: {other}")),
         }

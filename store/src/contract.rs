@@ -56,7 +56,11 @@ pub enum StoreError {
     NotFound(String),
     /// Compare-and-swap failed: the key's mod revision is not the one expected.
     #[error("key {key} was modified: expected revision {expected}, found {actual}")]
-    Conflict { key: String, expected: u64, actual: u64 },
+    Conflict {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
     /// The requested revision is below the compaction floor (HTTP 410 Gone upstream).
     #[error("revision {requested} is compacted (oldest available is {floor})")]
     Compacted { requested: u64, floor: u64 },

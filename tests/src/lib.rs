@@ -4,6 +4,8 @@
 //! kills it when dropped, so a failing test never leaves a process behind. Clients are the
 //! stock ones: [`Server::kubectl`] runs `/usr/bin/kubectl` with the server's admin kubeconfig.
 
+pub mod images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -88,19 +90,20 @@ impl Server {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("skiff server exited early ({status}):\n{}", self.logs());
             }
-            if let Ok(text) = std::fs::read_to_string(&self.kubeconfig) {
-                if let Some(url) = text
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("server: "))
-                {
-                    self.url = url.trim().to_string();
-                    let out = self.kubectl(&["get", "--raw", "/readyz"]);
-                    if out.status.success() {
-                        return;
-                    }
+            if let Ok(text) = std::fs::read_to_string(&self.kubeconfig)
+                && let Some(url) = text.lines().find_map(|l| l.trim().strip_prefix("server: "))
+            {
+                self.url = url.trim().to_string();
+                let out = self.kubectl(&["get", "--raw", "/readyz"]);
+                if out.status.success() {
+                    return;
                 }
             }
             assert!(

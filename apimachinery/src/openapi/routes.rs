@@ -9,7 +9,10 @@ use super::params::{self, Param};
 
 /// How a response or body is typed: a definition name or an inline schema.
 #[derive(Debug, Clone)]
-#[allow(dead_code, reason = "Text is for pods/log, served once the node agent exists")]
+#[allow(
+    dead_code,
+    reason = "Text is for pods/log, served once the node agent exists"
+)]
 pub(super) enum Body {
     Definition(String),
     Text,
@@ -17,7 +20,10 @@ pub(super) enum Body {
 
 /// The media types an operation's response may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code, reason = "Text is for pods/log, served once the node agent exists")]
+#[allow(
+    dead_code,
+    reason = "Text is for pods/log, served once the node agent exists"
+)]
 pub(super) enum Produces {
     Object,
     Stream,

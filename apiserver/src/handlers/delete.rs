@@ -42,10 +42,12 @@ fn options(ctx: &Ctx<'_>, body: &[u8]) -> Result<DeleteOptions, ApiError> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if let Some(dry) = v.get("dryRun").and_then(Value::as_array) {
-            if dry.iter().any(|d| d != "All") {
-                return Err(ApiError::bad_request("Invalid dry run value: supported values: \"All\""));
-            }
+        if let Some(dry) = v.get("dryRun").and_then(Value::as_array)
+            && dry.iter().any(|d| d != "All")
+        {
+            return Err(ApiError::bad_request(
+                "Invalid dry run value: supported values: \"All\"",
+            ));
         }
     }
     if let Some(g) = ctx.query.number("gracePeriodSeconds")? {
@@ -106,7 +108,9 @@ async fn delete_one(
                 return Err(ApiError::conflict(
                     res,
                     name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
                 ));
             }
         }
@@ -116,7 +120,9 @@ async fn delete_one(
                 return Err(ApiError::conflict(
                     res,
                     name,
-                    &format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {actual}"
+                    ),
                 ));
             }
         }
@@ -132,7 +138,10 @@ async fn delete_one(
                 .and_then(Value::as_i64)
                 .unwrap_or(30);
             let g = opts.grace_period.unwrap_or(default).max(0);
-            let bound = old.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            let bound = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
             let finished = matches!(
                 old.pointer("/status/phase").and_then(Value::as_str),
                 Some("Succeeded" | "Failed")
@@ -232,6 +241,10 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Bo
         "metadata": {"resourceVersion": page.revision.to_string()},
         "items": deleted,
     });
-    let out = if ctx.output == Output::Yaml { Output::Yaml } else { Output::Json };
+    let out = if ctx.output == Output::Yaml {
+        Output::Yaml
+    } else {
+        Output::Json
+    };
     Ok(response::object(200, out, &list))
 }

@@ -106,7 +106,11 @@ impl Api {
         resp
     }
 
-    async fn route<B>(&self, req: Request<B>, user: Option<User>) -> Result<Response<Body>, ApiError>
+    async fn route<B>(
+        &self,
+        req: Request<B>,
+        user: Option<User>,
+    ) -> Result<Response<Body>, ApiError>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -168,14 +172,27 @@ impl Api {
             ["apis", group] => discovery::group(reg, group),
             ["apis", group, version] => discovery::resource_list(reg, group, version),
             ["openapi", "v2"] => {
+                // Only JSON is served; a client asking for the protobuf form alone gets 406
+                // rather than bytes it would misparse.
+                let accept = headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !accept.is_empty() && !accept.contains("json") && !accept.contains("*/*") {
+                    return Err(ApiError::not_acceptable(accept));
+                }
                 return Ok(response::bytes(200, "application/json", openapi::v2_json()));
             }
             ["openapi", "v3"] => {
-                return Ok(response::bytes(200, "application/json", openapi::v3_index()));
+                return Ok(response::bytes(
+                    200,
+                    "application/json",
+                    openapi::v3_index(),
+                ));
             }
             ["openapi", "v3", rest @ ..] => {
-                let (doc, _hash) = openapi::v3_doc(&rest.join("/"))
-                    .ok_or_else(|| ApiError::no_route(path))?;
+                let (doc, _hash) =
+                    openapi::v3_doc(&rest.join("/")).ok_or_else(|| ApiError::no_route(path))?;
                 return Ok(response::bytes(200, "application/json", doc));
             }
             _ => None,

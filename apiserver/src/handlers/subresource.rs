@@ -48,7 +48,11 @@ pub async fn handle(
 }
 
 fn render(ctx: &Ctx<'_>, code: u16, v: &Value) -> Response<Body> {
-    let out = if ctx.output == Output::Yaml { Output::Yaml } else { Output::Json };
+    let out = if ctx.output == Output::Yaml {
+        Output::Yaml
+    } else {
+        Output::Json
+    };
     response::object(code, out, v)
 }
 
@@ -134,26 +138,36 @@ async fn scale_write(ctx: &Ctx<'_>, verb: Verb, body: &[u8]) -> Result<Response<
                 }
             }
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            if patched.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion") {
+            if patched.pointer("/metadata/resourceVersion")
+                != current.pointer("/metadata/resourceVersion")
+            {
                 return Err(ApiError::modified(ctx.res, &name));
             }
             patched
         } else {
             let v = negotiate::parse_object(&negotiate::content_type(&ctx.headers), body)?;
-            if let Some(rv) = v.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-                if !rv.is_empty() && rv != meta_str(&old, "resourceVersion").unwrap_or("") {
-                    return Err(ApiError::modified(ctx.res, &name));
-                }
+            if let Some(rv) = v
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                && !rv.is_empty()
+                && rv != meta_str(&old, "resourceVersion").unwrap_or("")
+            {
+                return Err(ApiError::modified(ctx.res, &name));
             }
             v
         };
         let replicas = match wanted.pointer("/spec/replicas") {
             Some(Value::Number(n)) => n.as_i64().filter(|r| *r >= 0).ok_or_else(|| {
-                ApiError::invalid("Scale", ctx.res, &name, vec![crate::status::StatusCause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!("Invalid value: {n}: must be greater than or equal to 0"),
-                    field: "spec.replicas".into(),
-                }])
+                ApiError::invalid(
+                    "Scale",
+                    ctx.res,
+                    &name,
+                    vec![crate::status::StatusCause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!("Invalid value: {n}: must be greater than or equal to 0"),
+                        field: "spec.replicas".into(),
+                    }],
+                )
             })?,
             None | Some(Value::Null) => 0,
             Some(other) => {
@@ -182,20 +196,29 @@ async fn bind(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("binding target.name is required"))?
         .to_string();
-    if let Some(kind) = binding.pointer("/target/kind").and_then(Value::as_str) {
-        if !kind.is_empty() && kind != "Node" {
-            return Err(ApiError::bad_request(format!(
-                "binding target kind must be Node, got {kind}"
-            )));
-        }
+    if let Some(kind) = binding.pointer("/target/kind").and_then(Value::as_str)
+        && !kind.is_empty()
+        && kind != "Node"
+    {
+        return Err(ApiError::bad_request(format!(
+            "binding target kind must be Node, got {kind}"
+        )));
     }
     loop {
         let old = ctx.api.objects.must_get(ctx.res, ctx.ns(), &name).await?;
         let rv = parse_rv(meta_str(&old, "resourceVersion").unwrap_or("0"))?;
         if old.pointer("/metadata/deletionTimestamp").is_some() {
-            return Err(ApiError::conflict(ctx.res, &name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                ctx.res,
+                &name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
-        if let Some(current) = old.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        if let Some(current) = old
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             return Err(ApiError::conflict(
                 ctx.res,
                 &name,
@@ -220,7 +243,12 @@ async fn bind(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
         if ctx.query.dry_run()? {
             return Ok(response::json(201, &success_status(ctx.res, &name, None)));
         }
-        match ctx.api.objects.update(ctx.res, ctx.ns(), &name, &new, rv).await {
+        match ctx
+            .api
+            .objects
+            .update(ctx.res, ctx.ns(), &name, &new, rv)
+            .await
+        {
             Ok(_) => {
                 let mut status = success_status(ctx.res, &name, None);
                 status["code"] = json!(201);
@@ -242,7 +270,10 @@ mod tests {
             {"key": "env", "operator": "In", "values": ["a", "b"]},
             {"key": "x", "operator": "DoesNotExist"}
         ]});
-        assert_eq!(selector_string(Some(&sel)), "!x,app=web,env in (a,b),tier=fe");
+        assert_eq!(
+            selector_string(Some(&sel)),
+            "!x,app=web,env in (a,b),tier=fe"
+        );
         assert_eq!(selector_string(None), "");
     }
 

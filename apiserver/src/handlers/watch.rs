@@ -41,11 +41,12 @@ impl Encoder {
     fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
         let object = match self.output {
             Output::Table => {
-                let mut t = table::watch_row_table(self.res, obj, self.include, jiff::Timestamp::now());
-                if !self.first_table {
-                    if let Some(m) = t.as_object_mut() {
-                        m.remove("columnDefinitions");
-                    }
+                let mut t =
+                    table::watch_row_table(self.res, obj, self.include, jiff::Timestamp::now());
+                if !self.first_table
+                    && let Some(m) = t.as_object_mut()
+                {
+                    m.remove("columnDefinitions");
                 }
                 self.first_table = false;
                 t
@@ -62,10 +63,15 @@ impl Encoder {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let (api_version, kind) = match self.output {
-            Output::Metadata => ("meta.k8s.io/v1".to_string(), "PartialObjectMetadata".to_string()),
+            Output::Metadata => (
+                "meta.k8s.io/v1".to_string(),
+                "PartialObjectMetadata".to_string(),
+            ),
             _ => (self.res.api_version(), self.res.kind.to_string()),
         };
-        line(&json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": meta}}))
+        line(
+            &json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": meta}}),
+        )
     }
 }
 
@@ -99,7 +105,9 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             "",
             vec![crate::status::StatusCause {
                 reason: "FieldValueForbidden".into(),
-                message: "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true".into(),
+                message:
+                    "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"
+                        .into(),
                 field: "allowWatchBookmarks".into(),
             }],
         ));
@@ -209,10 +217,13 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     });
     let body = BodyExt::boxed(StreamBody::new(ReceiverStream::new(rx)));
     let mut resp = Response::new(body);
-    let ct = if ctx.output == Output::Yaml { "application/json" } else { "application/json" };
+    // Watch events are JSON lines whatever the object representation.
+    let ct = "application/json";
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }

@@ -54,21 +54,21 @@ fn decode(ctx: &Ctx<'_>, input: &Value) -> Result<(Value, Vec<String>), ApiError
 
 /// Refuse a body that names another kind or API version.
 fn check_type(res: &Resource, input: &Value) -> Result<(), ApiError> {
-    if let Some(av) = input.get("apiVersion").and_then(Value::as_str) {
-        if av != res.api_version() {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({})",
-                res.api_version()
-            )));
-        }
+    if let Some(av) = input.get("apiVersion").and_then(Value::as_str)
+        && av != res.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            res.api_version()
+        )));
     }
-    if let Some(kind) = input.get("kind").and_then(Value::as_str) {
-        if kind != res.kind {
-            return Err(ApiError::bad_request(format!(
-                "{kind} in version \"{}\" cannot be handled as a {}: the kind in the data does not match the kind of the resource",
-                res.version, res.kind
-            )));
-        }
+    if let Some(kind) = input.get("kind").and_then(Value::as_str)
+        && kind != res.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{}\" cannot be handled as a {}: the kind in the data does not match the kind of the resource",
+            res.version, res.kind
+        )));
     }
     Ok(())
 }
@@ -124,7 +124,9 @@ async fn check_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
         let mut e = ApiError::forbidden(format!(
             "unable to create new content in namespace {ns} because it is being terminated"
         ));
-        e.details = Some(json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}));
+        e.details = Some(
+            json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+        );
         return Err(e);
     }
     Ok(())
@@ -175,7 +177,10 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
     let input = negotiate::parse_object(&negotiate::content_type(&ctx.headers), body)?;
     let (obj, warnings) = decode(ctx, &input)?;
     let created = create_object(ctx, obj).await?;
-    Ok(response::with_warnings(ctx.render(201, &created), &warnings))
+    Ok(response::with_warnings(
+        ctx.render(201, &created),
+        &warnings,
+    ))
 }
 
 /// The create pipeline for a decoded object (also used by server-side apply on a new name).
@@ -257,7 +262,10 @@ pub(super) async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value
         return Err(invalid(ctx, &name, causes));
     }
     let manager = ctx.manager();
-    if !obj.pointer("/metadata/managedFields").is_some_and(Value::is_array) {
+    if !obj
+        .pointer("/metadata/managedFields")
+        .is_some_and(Value::is_array)
+    {
         patch::track_update(None, &mut obj, &manager, None, &patch_meta(res), now);
     }
     let dry_run = ctx.query.dry_run()?;
@@ -321,9 +329,8 @@ pub async fn patch(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let patch_type = PatchType::from_content_type(ct).ok_or_else(|| {
-        ApiError::unsupported_media_type(if ct.is_empty() { "none" } else { ct })
-    })?;
+    let patch_type = PatchType::from_content_type(ct)
+        .ok_or_else(|| ApiError::unsupported_media_type(if ct.is_empty() { "none" } else { ct }))?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the patch body is empty"));
     }
@@ -346,11 +353,22 @@ pub async fn patch(
         let Some(old) = old else {
             if patch_type == PatchType::Apply && sub.is_none() {
                 let applied = parse_apply_body(body)?;
-                let merged = patch::apply(None, &applied, &ctx.manager(), force, None, &meta, ctx.now())
-                    .map_err(|e| apply_error(ctx, &name, e))?;
+                let merged = patch::apply(
+                    None,
+                    &applied,
+                    &ctx.manager(),
+                    force,
+                    None,
+                    &meta,
+                    ctx.now(),
+                )
+                .map_err(|e| apply_error(ctx, &name, e))?;
                 let (obj, warnings) = decode(ctx, &merged)?;
                 let created = create_object(ctx, obj).await?;
-                return Ok(response::with_warnings(ctx.render(201, &created), &warnings));
+                return Ok(response::with_warnings(
+                    ctx.render(201, &created),
+                    &warnings,
+                ));
             }
             return Err(ApiError::not_found(ctx.res, &name));
         };
@@ -371,7 +389,7 @@ pub async fn patch(
                     &meta,
                     ctx.now(),
                 )
-                    .map_err(|e| apply_error(ctx, &name, e))?;
+                .map_err(|e| apply_error(ctx, &name, e))?;
                 Ok(out)
             }
         }
@@ -509,10 +527,10 @@ async fn write_update_tracked(
                 }
             }
         }
-        if !meta.contains_key("managedFields") {
-            if let Some(mf) = old_meta.get("managedFields") {
-                meta.insert("managedFields".into(), mf.clone());
-            }
+        if !meta.contains_key("managedFields")
+            && let Some(mf) = old_meta.get("managedFields")
+        {
+            meta.insert("managedFields".into(), mf.clone());
         }
         meta.remove("selfLink");
     }

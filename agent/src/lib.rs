@@ -1,0 +1,3 @@
+//! skiff's node agent: the kubelet equivalent (images, runtime, pod network, probes, logs).
+
+pub mod image;
