@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod tools;
+
 #[derive(Parser)]
 #[command(
     name = "skiff",
@@ -28,6 +30,15 @@ enum Command {
         /// Address and port to serve HTTPS on.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:6443")]
         listen: SocketAddr,
+        /// Use this cluster CA certificate (PEM) instead of generating one; needs --ca-key.
+        #[arg(long, value_name = "FILE", requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        /// The cluster CA's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+        /// Another name or IP the serving certificate must cover (repeatable).
+        #[arg(long, value_name = "NAME")]
+        san: Vec<String>,
         /// Serve the API only: no controllers, no scheduler.
         #[arg(long)]
         no_controllers: bool,
@@ -40,6 +51,21 @@ enum Command {
         /// First delay before a failed Job pod is replaced (doubles per failure).
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         job_backoff: Duration,
+    },
+    /// Generate things: `skiff gen config`.
+    Gen {
+        #[command(subcommand)]
+        what: GenCommand,
+    },
+    /// Build the boot artifact: `skiff image build`.
+    Image {
+        #[command(subcommand)]
+        what: ImageCommand,
+    },
+    /// QEMU clusters of skiff nodes: create, status, destroy.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCommand,
     },
     /// Run simulated ("hollow") nodes against a cluster: they register, heartbeat, and report
     /// their pods Running without running anything.
@@ -71,6 +97,84 @@ enum Command {
         /// Lease renewal interval.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         heartbeat: Duration,
+    },
+    /// Run as PID 1 (what the kernel starts as /init).
+    #[command(hide = true)]
+    Init,
+}
+
+#[derive(Subcommand)]
+enum GenCommand {
+    /// A cluster's secrets, signed controlplane.yaml and worker.yaml, kubeconfig and skiffconfig.
+    Config {
+        #[arg(long, value_name = "NAME")]
+        cluster_name: String,
+        /// The Kubernetes API endpoint every node uses.
+        #[arg(long, value_name = "https://HOST:6443")]
+        endpoint: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Overwrite existing files in DIR.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// vmlinuz + initramfs (+ manifest.json and its signature) from Debian's cloud kernel and
+    /// a static skiff binary.
+    Build {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The static skiff binary to use as /init (default: build it with cargo).
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+        /// Where the kernel package is downloaded and unpacked.
+        #[arg(long, value_name = "DIR", default_value = "target/skiff-cache")]
+        cache: PathBuf,
+        /// Ed25519 key (PEM) that signs manifest.json (default: one kept in the cache).
+        #[arg(long, value_name = "FILE")]
+        signing_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Boot a cluster under QEMU and write STATE/kubeconfig.
+    Create {
+        #[arg(long, default_value_t = 0)]
+        workers: u32,
+        #[arg(long, default_value_t = 1)]
+        control_planes: u32,
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// A built image directory (default: build one into STATE/image).
+        #[arg(long, value_name = "DIR")]
+        image: Option<PathBuf>,
+        /// Memory per VM, MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+        /// Host port for the API on 127.0.0.1 (default: a free one).
+        #[arg(long)]
+        api_port: Option<u16>,
+    },
+    /// List the VMs, their console logs and boot timelines.
+    Status {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+    },
+    /// Power-cycle one node (as a power cut would) and wait until it is up again.
+    Reboot {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        node: String,
+    },
+    /// Stop every VM and remove everything the cluster made.
+    Destroy {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
     },
 }
 
@@ -108,6 +212,10 @@ fn exit_code(e: &skiff_apiserver::ServerError) -> u8 {
 }
 
 fn main() -> ExitCode {
+    // The kernel starts /init with no subcommand: PID 1 is always init.
+    if std::process::id() == 1 {
+        skiff_init::run();
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -116,33 +224,91 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("skiff: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     match cli.command {
         Command::Server {
             data_dir,
             listen,
+            ca_cert,
+            ca_key,
+            san,
             no_controllers,
             node_monitor_grace_period,
             default_toleration_seconds,
             job_backoff,
         } => {
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
+            };
+            let mut opts = skiff_apiserver::ServerOptions::new(data_dir, listen);
+            opts.extra_sans = san;
+            if let (Some(cert), Some(key)) = (ca_cert, ca_key) {
+                match (
+                    std::fs::read_to_string(&cert),
+                    std::fs::read_to_string(&key),
+                ) {
+                    (Ok(cert_pem), Ok(key_pem)) => {
+                        opts.ca = Some(skiff_apiserver::SeedCa { cert_pem, key_pem });
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        eprintln!("skiff server: cannot read the CA files: {e}");
+                        return ExitCode::from(3);
+                    }
+                }
+            }
             let controllers = (!no_controllers).then(|| skiff_controllers::Options {
                 node_monitor_grace_period,
                 default_toleration_seconds,
                 job_backoff,
                 ..skiff_controllers::Options::default()
             });
-            runtime.block_on(server(data_dir, listen, controllers))
+            runtime.block_on(server(opts, controllers))
         }
+        Command::Gen {
+            what:
+                GenCommand::Config {
+                    cluster_name,
+                    endpoint,
+                    out,
+                    force,
+                },
+        } => cli_result(
+            "skiff gen config",
+            tools::gen_config(cluster_name, endpoint, &out, force),
+        ),
+        Command::Image {
+            what:
+                ImageCommand::Build {
+                    out,
+                    binary,
+                    cache,
+                    signing_key,
+                },
+        } => cli_result(
+            "skiff image build",
+            tools::image_build(&out, binary, &cache, signing_key.as_deref()),
+        ),
+        Command::Cluster { what } => match what {
+            ClusterCommand::Create {
+                workers,
+                control_planes,
+                state,
+                image,
+                memory,
+                api_port,
+            } => cli_result(
+                "skiff cluster create",
+                tools::cluster_create(workers, control_planes, &state, image, memory, api_port),
+            ),
+            ClusterCommand::Status { state } => {
+                cli_result("skiff cluster status", tools::cluster_status(&state))
+            }
+            ClusterCommand::Reboot { state, node } => {
+                cli_result("skiff cluster reboot", tools::cluster_reboot(&state, &node))
+            }
+            ClusterCommand::Destroy { state } => {
+                cli_result("skiff cluster destroy", tools::cluster_destroy(&state))
+            }
+        },
         Command::Sim {
             nodes,
             kubeconfig,
@@ -172,7 +338,25 @@ fn main() -> ExitCode {
                 labels: label_map,
                 heartbeat,
             };
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
+            };
             runtime.block_on(sim(kubeconfig, opts))
+        }
+        Command::Init => {
+            eprintln!("skiff init: only the kernel starts init (as PID 1)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A multi-threaded tokio runtime, or None after saying why it could not start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("skiff: cannot start the async runtime: {e}");
+            None
         }
     }
 }
@@ -225,12 +409,22 @@ fn start_control_loops(
     ));
 }
 
+/// One line on stderr for an error, exit code 1.
+fn cli_result(what: &str, result: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: {}", error_chain(e.as_ref()));
+            ExitCode::from(1)
+        }
+    }
+}
+
 async fn server(
-    data_dir: PathBuf,
-    listen: SocketAddr,
+    opts: skiff_apiserver::ServerOptions,
     controllers: Option<skiff_controllers::Options>,
 ) -> ExitCode {
-    let opts = skiff_apiserver::ServerOptions::new(data_dir.clone(), listen);
+    let data_dir = opts.data_dir.clone();
     let server = match skiff_apiserver::Server::start(opts).await {
         Ok(s) => s,
         Err(e) => {

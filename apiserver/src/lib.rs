@@ -20,5 +20,5 @@ mod version;
 
 pub use auth::{TokenFileError, Tokens, User};
 pub use handlers::Api;
-pub use server::{Server, ServerError, ServerOptions};
+pub use server::{SeedCa, Server, ServerError, ServerOptions};
 pub use status::ApiError;

@@ -25,6 +25,25 @@ pub struct ServerOptions {
     pub listen: SocketAddr,
     /// Cluster IPs for Services come from here.
     pub service_cidr: (Ipv4Addr, u8),
+    /// A cluster CA to use instead of generating one (`skiff gen config` makes it). It is
+    /// written into `DATA/pki/ca.{crt,key}` before start; leaf certificates signed by another
+    /// CA are then reissued.
+    pub ca: Option<SeedCa>,
+    /// More names the serving certificate must cover (the cluster endpoint's host).
+    pub extra_sans: Vec<String>,
+}
+
+/// A pre-made cluster CA, PEM.
+#[derive(Clone)]
+pub struct SeedCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for SeedCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedCa").finish_non_exhaustive()
+    }
 }
 
 impl ServerOptions {
@@ -33,6 +52,8 @@ impl ServerOptions {
             data_dir,
             listen,
             service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12),
+            ca: None,
+            extra_sans: Vec::new(),
         }
     }
 }
@@ -113,7 +134,7 @@ impl Server {
         if !opts.listen.ip().is_unspecified() && !ips.contains(&opts.listen.ip()) {
             ips.push(opts.listen.ip());
         }
-        let dns: Vec<String> = [
+        let mut dns: Vec<String> = [
             "localhost",
             "kubernetes",
             "kubernetes.default",
@@ -123,7 +144,21 @@ impl Server {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        for san in &opts.extra_sans {
+            match san.parse::<IpAddr>() {
+                Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+                Ok(_) => {}
+                Err(_) if !dns.contains(san) => dns.push(san.clone()),
+                Err(_) => {}
+            }
+        }
         let pki_dir = dir.join("pki");
+        if let Some(seed) = &opts.ca {
+            seed_ca(&pki_dir, seed).map_err(|source| ServerError::Pki {
+                path: pki_dir.display().to_string(),
+                source,
+            })?;
+        }
         let pki =
             ServerPki::load_or_create(&pki_dir, &dns, &ips).map_err(|source| ServerError::Pki {
                 path: pki_dir.display().to_string(),
@@ -236,6 +271,25 @@ impl Server {
             }
         }
     }
+}
+
+/// Puts the given CA into `pki_dir` unless the same one is already there.
+fn seed_ca(pki_dir: &Path, seed: &SeedCa) -> Result<(), skiff_pki::PkiError> {
+    // Refuse a broken pair before it replaces anything on disk.
+    skiff_pki::CertificateAuthority::from_pem(&seed.cert_pem, &seed.key_pem)?;
+    let cert_path = pki_dir.join("ca.crt");
+    let key_path = pki_dir.join("ca.key");
+    let same = std::fs::read_to_string(&cert_path).is_ok_and(|c| c == seed.cert_pem)
+        && std::fs::read_to_string(&key_path).is_ok_and(|k| k == seed.key_pem);
+    if same {
+        return Ok(());
+    }
+    std::fs::create_dir_all(pki_dir).map_err(|source| skiff_pki::PkiError::Write {
+        path: pki_dir.to_owned(),
+        source,
+    })?;
+    skiff_pki::write_private(&key_path, seed.key_pem.as_bytes())?;
+    skiff_pki::write_private(&cert_path, seed.cert_pem.as_bytes())
 }
 
 fn create_dir_private(dir: &Path) -> Result<(), ServerError> {

@@ -1,0 +1,685 @@
+//! The boot sequence, step by step, over [`Sys`]: early mounts, modules, clock, finding and
+//! verifying the machine config, the state disk, hostname and network from the config, and the
+//! role's services. Every step logs what failed and what to do; none of them panics, and a bad
+//! config makes the node wait for a good one instead of halting.
+//!
+//! Phases are printed as `skiff: boot phase <name> at <seconds>s` so tools (the QEMU harness)
+//! can build a boot timeline from the console log.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, UNIX_EPOCH};
+
+use skiff_machine::{ConfigError, MachineConfig, PublicKey, Role, VerifiedConfig};
+
+use crate::cmdline::Cmdline;
+use crate::services::Service;
+use crate::sys::{Command, Lease, Link, MsFlags, Sys};
+
+/// Where things are on a node.
+pub mod paths {
+    /// Public keys the node trusts for machine configs (one PEM file each); the image build
+    /// puts the cluster key here in a small second cpio appended to the initramfs.
+    pub const TRUSTED_KEYS: &str = "/etc/skiff/trusted-keys";
+    /// The build's SOURCE_DATE_EPOCH: the clock never starts earlier than this.
+    pub const BUILD_EPOCH: &str = "/etc/skiff/build-epoch";
+    /// Module files to load, one path per line, dependencies first.
+    pub const MODULE_LIST: &str = "/lib/modules/skiff.load";
+    pub const FW_CFG_CONFIG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/skiff/config/raw";
+    pub const STATE: &str = "/var/lib/skiff";
+    pub const GENERATION: &str = "/var/lib/skiff/machine/generation";
+    pub const APPLIED_CONFIG: &str = "/var/lib/skiff/machine/config.yaml";
+    pub const RANDOM_SEED: &str = "/var/lib/skiff/random-seed";
+    pub const RUN: &str = "/run/skiff";
+}
+
+/// Prints the boot phases with their times since the kernel started.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    pub phases: Vec<(String, Duration)>,
+}
+
+impl Timeline {
+    pub fn mark(&mut self, sys: &dyn Sys, phase: &str) {
+        let at = sys.since_boot();
+        let since_last = self
+            .phases
+            .last()
+            .map_or(at, |(_, t)| at.saturating_sub(*t));
+        sys.console(&format!(
+            "skiff: boot phase {phase} at {:.3}s (+{:.3}s)",
+            at.as_secs_f64(),
+            since_last.as_secs_f64()
+        ));
+        self.phases.push((phase.to_owned(), at));
+    }
+}
+
+/// Mounts the API filesystems. A failure is logged and the boot goes on.
+pub fn early_mounts(sys: &dyn Sys) {
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let table: [(&str, &str, &str, MsFlags, &str, bool); 10] = [
+        ("proc", "/proc", "proc", nosuid, "", true),
+        ("sysfs", "/sys", "sysfs", nosuid, "", true),
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MsFlags::MS_NOSUID,
+            "mode=0755",
+            true,
+        ),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            "mode=0620,ptmxmode=0666",
+            true,
+        ),
+        (
+            "tmpfs",
+            "/dev/shm",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=1777",
+            true,
+        ),
+        (
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=0755",
+            true,
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=1777",
+            true,
+        ),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            "cgroup2",
+            nosuid,
+            "nsdelegate",
+            true,
+        ),
+        ("bpf", "/sys/fs/bpf", "bpf", nosuid, "mode=0700", false),
+        (
+            "securityfs",
+            "/sys/kernel/security",
+            "securityfs",
+            nosuid,
+            "",
+            false,
+        ),
+    ];
+    for (source, target, fstype, flags, data, required) in table {
+        let _ = sys.mkdir_all(target);
+        if let Err(e) = sys.mount(source, target, fstype, flags, data)
+            && required
+        {
+            sys.console(&format!(
+                "skiff: cannot mount {fstype} on {target}: {e}; the kernel may lack it"
+            ));
+        }
+    }
+    for dir in [paths::RUN, "/var/lib", "/etc/skiff"] {
+        let _ = sys.mkdir_all(dir);
+    }
+}
+
+/// Loads the modules listed in [`paths::MODULE_LIST`] in order. Returns how many loaded.
+pub fn load_modules(sys: &dyn Sys) -> usize {
+    let list = match sys.read(paths::MODULE_LIST) {
+        Ok(list) => list,
+        Err(e) => {
+            sys.console(&format!(
+                "skiff: no module list at {}: {e}",
+                paths::MODULE_LIST
+            ));
+            return 0;
+        }
+    };
+    let mut loaded = 0;
+    for line in String::from_utf8_lossy(&list).lines() {
+        let path = line.trim();
+        if path.is_empty() || path.starts_with('#') {
+            continue;
+        }
+        let full = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/lib/modules/{path}")
+        };
+        match sys.load_module(&full) {
+            Ok(()) => loaded += 1,
+            Err(e) => sys.console(&format!("skiff: module {full} did not load: {e}")),
+        }
+    }
+    loaded
+}
+
+/// Moves the clock forward to the build time when it is earlier (no RTC, or a dead battery).
+pub fn clamp_clock(sys: &dyn Sys) {
+    let Ok(text) = sys.read(paths::BUILD_EPOCH) else {
+        return;
+    };
+    let Ok(epoch) = String::from_utf8_lossy(&text).trim().parse::<u64>() else {
+        return;
+    };
+    let floor = UNIX_EPOCH + Duration::from_secs(epoch);
+    if sys.wall_clock() < floor {
+        match sys.set_wall_clock(floor) {
+            Ok(()) => sys.console("skiff: clock was before the build date; set to the build date"),
+            Err(e) => sys.console(&format!("skiff: cannot set the clock: {e}")),
+        }
+    }
+}
+
+/// The keys in [`paths::TRUSTED_KEYS`]; unreadable files are reported and skipped.
+pub fn trusted_keys(sys: &dyn Sys) -> Vec<PublicKey> {
+    let mut keys = Vec::new();
+    for name in sys.list_dir(paths::TRUSTED_KEYS).unwrap_or_default() {
+        let path = format!("{}/{name}", paths::TRUSTED_KEYS);
+        match sys
+            .read(&path)
+            .map(|b| PublicKey::parse(&String::from_utf8_lossy(&b)))
+        {
+            Ok(Ok(key)) => keys.push(key),
+            Ok(Err(e)) => sys.console(&format!("skiff: ignoring trusted key {path}: {e}")),
+            Err(e) => sys.console(&format!("skiff: cannot read {path}: {e}")),
+        }
+    }
+    keys
+}
+
+/// Where a config came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub source: String,
+    pub bytes: Vec<u8>,
+}
+
+const CONFIG_MARKER: &[u8] = b"# skiff-signature:";
+
+/// Looks for a config: `skiff.config=` (path or http URL), then QEMU fw_cfg, then a config
+/// drive (a virtio disk whose first bytes are a signed config).
+pub fn find_config(sys: &dyn Sys, cmdline: &Cmdline) -> Option<Found> {
+    let limit = skiff_machine::MAX_CONFIG_BYTES;
+    if let Some(location) = &cmdline.config {
+        let got = if location.starts_with("http://") || location.starts_with("https://") {
+            sys.http_get(location, limit)
+        } else {
+            sys.read(location)
+        };
+        match got {
+            Ok(bytes) => {
+                return Some(Found {
+                    source: location.clone(),
+                    bytes,
+                });
+            }
+            Err(e) => sys.console(&format!("skiff: cannot read config from {location}: {e}")),
+        }
+    }
+    if let Ok(bytes) = sys.read(paths::FW_CFG_CONFIG) {
+        return Some(Found {
+            source: "qemu fw_cfg opt/skiff/config".into(),
+            bytes,
+        });
+    }
+    for name in sys.list_dir("/sys/block").unwrap_or_default() {
+        if !(name.starts_with("vd") || name.starts_with("sr")) {
+            continue;
+        }
+        let dev = format!("/dev/{name}");
+        let Ok(bytes) = sys.read_head(&dev, limit + 1) else {
+            continue;
+        };
+        if bytes.starts_with(CONFIG_MARKER) {
+            let end = bytes
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(bytes.len())
+                .min(limit + 1);
+            return Some(Found {
+                source: format!("config drive {dev}"),
+                bytes: bytes[..end].to_vec(),
+            });
+        }
+    }
+    None
+}
+
+/// What to tell the operator about a refused config.
+pub fn advice(error: &ConfigError) -> &'static str {
+    match error {
+        ConfigError::Signature(_) => {
+            "sign it with the cluster's key (`skiff gen config`) or boot an image that trusts its key"
+        }
+        ConfigError::StaleGeneration { .. } => "apply a config with a higher generation",
+        ConfigError::TooLarge { .. } => "configs are a few kilobytes; check the file",
+        _ => "fix the config and sign it again",
+    }
+}
+
+/// Verifies a found config: signature, schema, rules. Prints why when refused.
+pub fn verify(sys: &dyn Sys, found: &Found, keys: &[PublicKey]) -> Option<VerifiedConfig> {
+    match skiff_machine::verify(&found.bytes, keys) {
+        Ok(v) => {
+            sys.console(&format!(
+                "skiff: config from {} verified: role {:?}, generation {}, signed by key {}, sha256 {}",
+                found.source,
+                v.config.role,
+                v.config.generation,
+                v.key_id,
+                v.sha256
+            ));
+            Some(v)
+        }
+        Err(e) => {
+            let trusted: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
+            sys.console(&format!(
+                "skiff: REFUSED config from {}: {e}. Trusted keys: [{}]. No role is started; {}. Waiting for a valid config.",
+                found.source,
+                trusted.join(", "),
+                advice(&e)
+            ));
+            None
+        }
+    }
+}
+
+/// Mounts the state disk on `/var` when the config names one and it holds ext4.
+/// Returns whether state is persistent.
+pub fn mount_state(sys: &dyn Sys, config: &MachineConfig) -> bool {
+    let Some(disk) = &config.machine.state_disk else {
+        sys.console("skiff: no state disk configured; state lives in memory");
+        return false;
+    };
+    let dev = disk.as_str();
+    for _ in 0..50 {
+        if sys.exists(dev) {
+            break;
+        }
+        sys.sleep(Duration::from_millis(100));
+    }
+    let head = match sys.read_head(dev, 4096) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            sys.console(&format!(
+                "skiff: state disk {dev} cannot be read ({e}); state lives in memory"
+            ));
+            return false;
+        }
+    };
+    let is_ext4 = head.get(1080..1082) == Some(&[0x53, 0xef][..]);
+    if !is_ext4 {
+        sys.console(&format!(
+            "skiff: state disk {dev} holds no ext4 filesystem and formatting is not built into init yet; \
+             format it with mkfs.ext4 (skiff cluster create does); state lives in memory"
+        ));
+        return false;
+    }
+    let _ = sys.mkdir_all("/var");
+    match sys.mount(
+        dev,
+        "/var",
+        "ext4",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        "",
+    ) {
+        Ok(()) => {
+            let _ = sys.mkdir_all(paths::STATE);
+            sys.console(&format!("skiff: state disk {dev} mounted on /var"));
+            true
+        }
+        Err(e) => {
+            sys.console(&format!(
+                "skiff: cannot mount state disk {dev}: {e}; state lives in memory"
+            ));
+            false
+        }
+    }
+}
+
+/// Feeds the saved seed to the kernel's pool and saves a fresh one for the next boot.
+pub fn seed_entropy(sys: &dyn Sys) {
+    if let Ok(seed) = sys.read(paths::RANDOM_SEED) {
+        let _ = sys.write("/dev/urandom", &seed);
+    }
+    if let Ok(fresh) = sys.read_head("/dev/urandom", 512) {
+        let _ = sys.mkdir_all(paths::STATE);
+        let _ = sys.write(paths::RANDOM_SEED, &fresh);
+    }
+}
+
+/// Refuses a replayed older config, then records this generation.
+pub fn check_and_record_generation(
+    sys: &dyn Sys,
+    verified: &VerifiedConfig,
+    raw: &[u8],
+) -> Result<(), ConfigError> {
+    let last = sys
+        .read(paths::GENERATION)
+        .ok()
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u64>().ok());
+    skiff_machine::check_generation(last, &verified.config)?;
+    let _ = sys.mkdir_all("/var/lib/skiff/machine");
+    let _ = sys.write(
+        paths::GENERATION,
+        verified.config.generation.to_string().as_bytes(),
+    );
+    let _ = sys.write(paths::APPLIED_CONFIG, raw);
+    Ok(())
+}
+
+/// Brings up loopback and every interface, configured as the config says (DHCP on every
+/// physical interface when it says nothing). Returns the leases and addresses applied.
+pub fn configure_network(sys: &dyn Sys, config: Option<&MachineConfig>) -> Vec<(String, IpAddr)> {
+    let links = match sys.links() {
+        Ok(links) => links,
+        Err(e) => {
+            sys.console(&format!("skiff: cannot list network interfaces: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut up = Vec::new();
+    for link in &links {
+        if let Err(e) = sys.link_up(link.index) {
+            sys.console(&format!("skiff: cannot bring {} up: {e}", link.name));
+        }
+    }
+    let wanted = config
+        .map(|c| c.machine.network.interfaces.as_slice())
+        .unwrap_or_default();
+    let mut nameservers: Vec<IpAddr> = config
+        .map(|c| c.machine.network.nameservers.clone())
+        .unwrap_or_default();
+    for link in links.iter().filter(|l| !l.loopback) {
+        let spec = wanted.iter().find(|i| {
+            i.name.as_ref().is_some_and(|n| n.as_str() == link.name)
+                || i.mac
+                    .as_ref()
+                    .is_some_and(|m| m.as_str() == link.mac_string())
+        });
+        match spec {
+            None if !wanted.is_empty() => {}
+            None => {
+                if let Some(lease) = dhcp(sys, link) {
+                    nameservers.extend(lease.dns.iter().copied());
+                    up.push((link.name.clone(), lease.address));
+                }
+            }
+            Some(i) if i.dhcp => {
+                if let Some(lease) = dhcp(sys, link) {
+                    nameservers.extend(lease.dns.iter().copied());
+                    up.push((link.name.clone(), lease.address));
+                }
+            }
+            Some(i) => {
+                for address in &i.addresses {
+                    match sys.add_address(link.index, address.addr(), address.prefix()) {
+                        Ok(()) => up.push((link.name.clone(), address.addr())),
+                        Err(e) => sys.console(&format!(
+                            "skiff: cannot add {address} to {}: {e}",
+                            link.name
+                        )),
+                    }
+                }
+                for route in &i.routes {
+                    let to = route.to;
+                    if let Err(e) =
+                        sys.add_route(link.index, to.addr(), to.prefix(), Some(route.via))
+                    {
+                        sys.console(&format!(
+                            "skiff: cannot add route to {to} via {}: {e}",
+                            route.via
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if !nameservers.is_empty() {
+        let text: String = nameservers
+            .iter()
+            .map(|n| format!("nameserver {n}\n"))
+            .collect();
+        let _ = sys.write("/etc/resolv.conf", text.as_bytes());
+    }
+    for (name, ip) in &up {
+        sys.console(&format!("skiff: {name} has address {ip}"));
+    }
+    up
+}
+
+fn dhcp(sys: &dyn Sys, link: &Link) -> Option<Lease> {
+    match sys.dhcp(link, Duration::from_secs(6)) {
+        Ok(lease) => {
+            if let Err(e) = sys.add_address(link.index, lease.address, lease.prefix) {
+                sys.console(&format!(
+                    "skiff: cannot add {} to {}: {e}",
+                    lease.address, link.name
+                ));
+                return None;
+            }
+            if let Some(router) = lease.router {
+                let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+                if let Err(e) = sys.add_route(link.index, any, 0, Some(router)) {
+                    sys.console(&format!(
+                        "skiff: cannot add default route via {router}: {e}"
+                    ));
+                }
+            }
+            Some(lease)
+        }
+        Err(e) => {
+            sys.console(&format!("skiff: DHCP on {} gave no lease: {e}", link.name));
+            None
+        }
+    }
+}
+
+/// The host of `https://host:port`.
+fn endpoint_host(endpoint: &str) -> String {
+    let rest = endpoint.trim_start_matches("https://");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if let Some(inside) = authority.strip_prefix('[') {
+        return inside.split(']').next().unwrap_or(inside).to_owned();
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_owned()
+}
+
+/// Writes the files the role's services read and returns the services to run.
+pub fn role_services(sys: &dyn Sys, config: &MachineConfig, exe: &str) -> Vec<Service> {
+    let run = paths::RUN;
+    let _ = sys.mkdir_all(run);
+    let env = vec![
+        ("PATH".to_owned(), "/bin:/sbin".to_owned()),
+        ("SKIFF_LOG".to_owned(), "info".to_owned()),
+    ];
+    let cluster = &config.cluster;
+    match (config.role, &cluster.control_plane, &cluster.worker) {
+        (Role::ControlPlane, Some(secrets), _) => {
+            let cert = format!("{run}/ca.crt");
+            let key = format!("{run}/ca.key");
+            let _ = sys.write(&cert, cluster.ca.as_str().as_bytes());
+            let _ = sys.write(&key, secrets.ca_key.as_str().as_bytes());
+            let args = vec![
+                "server".to_owned(),
+                "--data-dir".to_owned(),
+                format!("{}/server", paths::STATE),
+                "--listen".to_owned(),
+                format!("0.0.0.0:{}", cluster.endpoint.port()),
+                "--ca-cert".to_owned(),
+                cert,
+                "--ca-key".to_owned(),
+                key,
+                "--san".to_owned(),
+                endpoint_host(cluster.endpoint.as_str()),
+            ];
+            vec![Service::new(
+                "server",
+                Command {
+                    program: exe.into(),
+                    args,
+                    env,
+                },
+            )]
+        }
+        (Role::Worker, _, Some(secrets)) => {
+            let kubeconfig = format!("{run}/bootstrap-kubeconfig");
+            let _ = sys.write(
+                &kubeconfig,
+                bootstrap_kubeconfig(config, secrets.bootstrap_token.as_str()).as_bytes(),
+            );
+            let mut args = vec![
+                "agent".to_owned(),
+                "--kubeconfig".to_owned(),
+                kubeconfig,
+                "--node-name".to_owned(),
+                config.machine.hostname.to_string(),
+                "--data-dir".to_owned(),
+                format!("{}/agent", paths::STATE),
+            ];
+            for (registry, mirrors) in &config.machine.registry_mirrors {
+                for mirror in mirrors {
+                    args.push("--registry-mirror".to_owned());
+                    args.push(format!("{registry}={}", mirror.url));
+                }
+            }
+            vec![Service::new(
+                "agent",
+                Command {
+                    program: exe.into(),
+                    args,
+                    env,
+                },
+            )]
+        }
+        _ => {
+            sys.console("skiff: the config's role has no credentials for it; nothing to start");
+            Vec::new()
+        }
+    }
+}
+
+/// A token kubeconfig for the worker's agent to register with.
+fn bootstrap_kubeconfig(config: &MachineConfig, token: &str) -> String {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(config.cluster.ca.as_str());
+    let name = config.cluster.name.as_str();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: bootstrap\n  user:\n    token: {token}\ncontexts:\n- name: bootstrap@{name}\n  context:\n    cluster: {name}\n    user: bootstrap\ncurrent-context: bootstrap@{name}\n",
+        config.cluster.endpoint
+    )
+}
+
+/// Where the role's readiness is checked: the API port for a control plane.
+pub fn ready_probe(config: &MachineConfig) -> Option<SocketAddr> {
+    match config.role {
+        Role::ControlPlane => Some(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            config.cluster.endpoint.port(),
+        ))),
+        Role::Worker => None,
+    }
+}
+
+/// A boot from the kernel's hand-off to services started, run to the point where the main
+/// loop takes over. Returns `None` while no valid config has been found (call again later).
+pub struct Boot<'a> {
+    pub sys: &'a dyn Sys,
+    pub timeline: Timeline,
+    pub exe: String,
+    pub cmdline: Cmdline,
+    pub keys: Vec<PublicKey>,
+    pub network_done: bool,
+    pub persistent: bool,
+}
+
+impl<'a> Boot<'a> {
+    /// The steps before a config is needed.
+    pub fn start(sys: &'a dyn Sys, exe: &str) -> Self {
+        let mut timeline = Timeline::default();
+        timeline.mark(sys, "kernel");
+        early_mounts(sys);
+        let modules = load_modules(sys);
+        sys.console(&format!("skiff: loaded {modules} kernel modules"));
+        clamp_clock(sys);
+        let cmdline = sys
+            .read("/proc/cmdline")
+            .map(|b| Cmdline::parse(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default();
+        if let Some(name) = &cmdline.hostname {
+            let _ = sys.set_hostname(name);
+        }
+        let keys = trusted_keys(sys);
+        if keys.is_empty() {
+            sys.console(&format!(
+                "skiff: this image trusts no config-signing key ({} is empty); rebuild its key layer with `skiff image build --trust KEY`",
+                paths::TRUSTED_KEYS
+            ));
+        }
+        timeline.mark(sys, "init");
+        Self {
+            sys,
+            timeline,
+            exe: exe.to_owned(),
+            cmdline,
+            keys,
+            network_done: false,
+            persistent: false,
+        }
+    }
+
+    /// One attempt to find, verify and apply a config. `Some` carries the services to run.
+    pub fn try_config(&mut self) -> Option<(VerifiedConfig, Vec<Service>)> {
+        let sys = self.sys;
+        let needs_network = self
+            .cmdline
+            .config
+            .as_deref()
+            .is_some_and(|c| c.starts_with("http"));
+        if needs_network && !self.network_done {
+            configure_network(sys, None);
+            self.network_done = true;
+            self.timeline.mark(sys, "network");
+        }
+        let Some(found) = find_config(sys, &self.cmdline) else {
+            sys.console("skiff: no machine config found (kernel argument skiff.config=, QEMU fw_cfg opt/skiff/config, or a config drive); waiting");
+            return None;
+        };
+        let verified = verify(sys, &found, &self.keys)?;
+        self.timeline.mark(sys, "config");
+        self.persistent = mount_state(sys, &verified.config);
+        seed_entropy(sys);
+        if let Err(e) = check_and_record_generation(sys, &verified, &found.bytes) {
+            sys.console(&format!(
+                "skiff: REFUSED config from {}: {e}. {}. Waiting for a valid config.",
+                found.source,
+                advice(&e)
+            ));
+            return None;
+        }
+        if let Err(e) = sys.set_hostname(verified.config.machine.hostname.as_str()) {
+            sys.console(&format!("skiff: cannot set hostname: {e}"));
+        }
+        if !self.network_done {
+            configure_network(sys, Some(&verified.config));
+            self.network_done = true;
+            self.timeline.mark(sys, "network");
+        }
+        let services = role_services(sys, &verified.config, &self.exe);
+        Some((verified, services))
+    }
+}

@@ -1,0 +1,164 @@
+//! PID 1 of a skiff node. The kernel runs the `skiff` binary as `/init`; [`run`] then mounts
+//! the API filesystems, loads the initramfs's modules, finds and **verifies** the signed machine
+//! config, prepares state, hostname and network, and starts and supervises the role's
+//! services until asked to reboot or power off.
+//!
+//! ```text
+//! kernel ─► Boot::start (mounts, modules, clock, keys)
+//!             └► Boot::try_config  (find ─► verify ─► state disk ─► generation ─► network)
+//!                  └► Supervisor   (start, restart with back-off, reap, stop in order)
+//! ```
+//!
+//! Every system call goes through [`Sys`]; the real one is [`Linux`], the tests use a
+//! recording double, so the whole sequence is unit-tested without a VM.
+
+mod boot;
+mod cmdline;
+mod dhcp;
+mod linux;
+mod netlink;
+#[cfg(test)]
+mod record;
+mod services;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use boot::{Boot, Timeline, paths};
+pub use cmdline::Cmdline;
+pub use linux::Linux;
+pub use services::{LogBuffer, Service, Supervisor};
+pub use sys::{Command, ExitKind, Lease, Link, PowerAction, Spawned, Sys};
+
+/// How long services get to stop before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const TICK: Duration = Duration::from_millis(200);
+const CONFIG_RETRY: Duration = Duration::from_secs(5);
+
+/// Signals PID 1 acts on: SIGTERM/SIGINT (ctrl-alt-del) reboot, SIGUSR2/SIGPWR power off.
+#[derive(Debug, Default, Clone)]
+pub struct PowerRequests {
+    pub reboot: Arc<AtomicBool>,
+    pub poweroff: Arc<AtomicBool>,
+}
+
+impl PowerRequests {
+    fn register(&self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
+        const SIGPWR: i32 = nix::libc::SIGPWR;
+        for sig in [SIGTERM, SIGINT] {
+            signal_hook::flag::register(sig, self.reboot.clone())?;
+        }
+        for sig in [SIGUSR2, SIGPWR] {
+            signal_hook::flag::register(sig, self.poweroff.clone())?;
+        }
+        Ok(())
+    }
+
+    fn requested(&self) -> Option<PowerAction> {
+        if self.poweroff.load(Ordering::Relaxed) {
+            Some(PowerAction::PowerOff)
+        } else if self.reboot.load(Ordering::Relaxed) {
+            Some(PowerAction::Reboot)
+        } else {
+            None
+        }
+    }
+}
+
+/// Runs as PID 1 on the real kernel. Never returns.
+pub fn run() -> ! {
+    let sys = Linux::new();
+    let requests = PowerRequests::default();
+    if let Err(e) = requests.register() {
+        sys.console(&format!("skiff: cannot handle signals: {e}"));
+    }
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .unwrap_or_else(|| "/init".to_owned());
+    let action = main_loop(&sys, &exe, &requests, None);
+    sys.console("skiff: the kernel refused to power off or reboot; halting here");
+    let _ = action;
+    loop {
+        sys.sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Boots, supervises, and on a power request shuts down in order and asks the kernel to act.
+/// `max_ticks` bounds the loop for tests. Returns the action taken (or `None` when the ticks
+/// ran out).
+pub fn main_loop(
+    sys: &dyn Sys,
+    exe: &str,
+    requests: &PowerRequests,
+    max_ticks: Option<u64>,
+) -> Option<PowerAction> {
+    let mut boot = Boot::start(sys, exe);
+    let mut supervisor: Option<Supervisor> = None;
+    let mut probe = None;
+    let mut ready = false;
+    let mut next_config_try = Duration::ZERO;
+    let mut ticks = 0u64;
+    loop {
+        if max_ticks.is_some_and(|max| ticks >= max) {
+            return None;
+        }
+        ticks += 1;
+        if let Some(action) = requests.requested() {
+            shutdown(sys, supervisor.as_mut(), boot.persistent, action);
+            return Some(action);
+        }
+        let reaped = sys.reap();
+        match supervisor.as_mut() {
+            Some(sup) => {
+                for (pid, exit) in reaped {
+                    sup.exited(sys, pid, exit);
+                }
+                sup.start_due(sys);
+                if !ready && probe.is_some_and(|addr| sys.tcp_probe(addr, TICK)) {
+                    ready = true;
+                    boot.timeline.mark(sys, "ready");
+                }
+            }
+            None if sys.since_boot() >= next_config_try => {
+                if let Some((verified, services)) = boot.try_config() {
+                    probe = boot::ready_probe(&verified.config);
+                    let mut sup = Supervisor::new(services);
+                    sup.start_due(sys);
+                    boot.timeline.mark(sys, "services");
+                    supervisor = Some(sup);
+                } else {
+                    next_config_try = sys.since_boot() + CONFIG_RETRY;
+                }
+            }
+            None => {}
+        }
+        sys.sleep(TICK);
+    }
+}
+
+/// Stops services in reverse order, syncs, unmounts the state disk, then reboots or powers off.
+fn shutdown(
+    sys: &dyn Sys,
+    supervisor: Option<&mut Supervisor>,
+    persistent: bool,
+    action: PowerAction,
+) {
+    sys.console(&format!("skiff: {action:?} requested; stopping services"));
+    if let Some(sup) = supervisor {
+        sup.stop_all(sys, STOP_GRACE);
+    }
+    sys.sync();
+    if persistent && let Err(e) = sys.umount("/var") {
+        sys.console(&format!("skiff: cannot unmount /var: {e}"));
+    }
+    sys.sync();
+    if let Err(e) = sys.power(action) {
+        sys.console(&format!("skiff: {action:?} failed: {e}"));
+    }
+}

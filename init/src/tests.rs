@@ -1,0 +1,326 @@
+//! Whole-boot tests over the recording double: what init does with good, foreign, stale and
+//! missing configs, and how it shuts down.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use skiff_genconfig::{ClusterSecrets, NodeSpec};
+use skiff_machine::{Interface, Role};
+
+use crate::boot::paths;
+use crate::record::{Call, Recorder};
+use crate::sys::Lease;
+use crate::{PowerAction, PowerRequests, main_loop};
+
+fn cluster() -> ClusterSecrets {
+    ClusterSecrets::generate("demo", "https://10.5.0.10:6443").unwrap()
+}
+
+/// A node image that trusts `secrets`' key, with two modules and two NICs.
+fn node(secrets: &ClusterSecrets) -> Recorder {
+    let sys = Recorder::default();
+    sys.file(
+        &format!("{}/cluster.pub", paths::TRUSTED_KEYS),
+        secrets.public_key().to_pem(),
+    )
+    .file(
+        paths::MODULE_LIST,
+        "kernel/virtio.ko\nkernel/virtio_net.ko\n",
+    )
+    .file("/lib/modules/kernel/virtio.ko", "elf")
+    .file("/lib/modules/kernel/virtio_net.ko", "elf")
+    .file("/proc/cmdline", "console=ttyS0")
+    .file("/dev/urandom", vec![7u8; 4096])
+    .link(1, "lo", [0; 6])
+    .link(2, "eth0", [0x52, 0x54, 0, 0, 0, 1])
+    .link(3, "eth1", [0x52, 0x54, 0, 0, 0, 2])
+    .lease(Lease {
+        address: "10.0.2.15".parse().unwrap(),
+        prefix: 24,
+        router: Some("10.0.2.2".parse().unwrap()),
+        dns: vec!["10.0.2.3".parse().unwrap()],
+        lease_secs: 86400,
+    });
+    sys
+}
+
+fn control_plane(secrets: &ClusterSecrets, generation: u64) -> Vec<u8> {
+    let mut spec = NodeSpec::new(Role::ControlPlane, "cp-1".parse().unwrap());
+    spec.generation = generation;
+    spec.network.interfaces = vec![
+        Interface {
+            name: Some("eth0".parse().unwrap()),
+            mac: None,
+            dhcp: true,
+            addresses: vec![],
+            routes: vec![],
+        },
+        Interface {
+            name: None,
+            mac: Some("52:54:00:00:00:02".parse().unwrap()),
+            dhcp: false,
+            addresses: vec!["10.5.0.10/24".parse().unwrap()],
+            routes: vec![],
+        },
+    ];
+    secrets.signed_config(&spec).unwrap()
+}
+
+fn spawns(sys: &Recorder) -> Vec<crate::Command> {
+    sys.calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Spawn(cmd) => Some(cmd),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_signed_control_plane_config_starts_the_api_server() {
+    let secrets = cluster();
+    let sys = node(&secrets);
+    sys.file(paths::FW_CFG_CONFIG, control_plane(&secrets, 1))
+        .listening(SocketAddr::from(([127, 0, 0, 1], 6443)));
+    let result = main_loop(&sys, "/init", &PowerRequests::default(), Some(5));
+    assert_eq!(result, None);
+    let calls = sys.calls();
+
+    // API filesystems first, proc before anything else.
+    assert_eq!(
+        calls.first(),
+        Some(&Call::Mount {
+            target: "/proc".into(),
+            fstype: "proc".into()
+        })
+    );
+    assert!(calls.contains(&Call::Mount {
+        target: "/sys/fs/cgroup".into(),
+        fstype: "cgroup2".into()
+    }));
+    // Modules in list order.
+    let modules: Vec<_> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::LoadModule(p) => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        modules,
+        [
+            "/lib/modules/kernel/virtio.ko",
+            "/lib/modules/kernel/virtio_net.ko"
+        ]
+    );
+    assert!(calls.contains(&Call::Hostname("cp-1".into())));
+    // eth0 by DHCP with its default route, eth1 (selected by MAC) static.
+    assert!(calls.contains(&Call::Dhcp("eth0".into())));
+    assert!(!calls.contains(&Call::Dhcp("eth1".into())));
+    assert!(calls.contains(&Call::Address(2, "10.0.2.15".parse().unwrap(), 24)));
+    assert!(calls.contains(&Call::Route(
+        2,
+        "0.0.0.0".parse().unwrap(),
+        0,
+        Some("10.0.2.2".parse().unwrap())
+    )));
+    assert!(calls.contains(&Call::Address(3, "10.5.0.10".parse().unwrap(), 24)));
+    assert_eq!(
+        sys.read_back("/etc/resolv.conf").unwrap(),
+        b"nameserver 10.0.2.3\n"
+    );
+
+    let spawned = spawns(&sys);
+    assert_eq!(spawned.len(), 1);
+    let args = spawned[0].args.join(" ");
+    assert!(
+        args.starts_with("server --data-dir /var/lib/skiff/server --listen 0.0.0.0:6443"),
+        "{args}"
+    );
+    assert!(args.contains("--san 10.5.0.10"), "{args}");
+    assert_eq!(
+        String::from_utf8(sys.read_back("/run/skiff/ca.crt").unwrap()).unwrap(),
+        secrets.kubernetes_ca.cert_pem()
+    );
+    assert_eq!(sys.read_back(paths::GENERATION).unwrap(), b"1");
+
+    let console = sys.console_text();
+    for phase in ["kernel", "init", "config", "network", "services", "ready"] {
+        assert!(
+            console.contains(&format!("boot phase {phase} at")),
+            "{phase} missing:\n{console}"
+        );
+    }
+    assert!(console.contains("verified: role ControlPlane"), "{console}");
+}
+
+#[test]
+fn a_config_signed_by_another_key_never_starts_a_role() {
+    let secrets = cluster();
+    let intruder = cluster();
+    let sys = node(&secrets);
+    sys.file(paths::FW_CFG_CONFIG, control_plane(&intruder, 1));
+    // 100 ticks of 200 ms: 20 s, several retries.
+    main_loop(&sys, "/init", &PowerRequests::default(), Some(100));
+    assert!(spawns(&sys).is_empty());
+    let console = sys.console_text();
+    let refusals = console.matches("REFUSED config from qemu fw_cfg").count();
+    assert!(refusals >= 3, "expected retries:\n{console}");
+    assert!(console.contains("signed by unknown key"), "{console}");
+    assert!(
+        console.contains(&secrets.public_key().key_id().to_string()),
+        "trusted key ids are listed:\n{console}"
+    );
+    assert!(console.contains("No role is started"), "{console}");
+    assert!(!console.contains("boot phase services"));
+}
+
+#[test]
+fn an_older_generation_is_refused() {
+    let secrets = cluster();
+    let sys = node(&secrets);
+    sys.file(paths::GENERATION, "3")
+        .file(paths::FW_CFG_CONFIG, control_plane(&secrets, 2));
+    main_loop(&sys, "/init", &PowerRequests::default(), Some(3));
+    assert!(spawns(&sys).is_empty());
+    let console = sys.console_text();
+    assert!(
+        console.contains("generation 2 is older than generation 3"),
+        "{console}"
+    );
+    assert_eq!(sys.read_back(paths::GENERATION).unwrap(), b"3");
+}
+
+#[test]
+fn no_config_and_no_keys_are_reported_and_awaited() {
+    let sys = Recorder::default();
+    sys.file("/proc/cmdline", "").link(1, "lo", [0; 6]);
+    main_loop(&sys, "/init", &PowerRequests::default(), Some(30));
+    let console = sys.console_text();
+    assert!(
+        console.contains("trusts no config-signing key"),
+        "{console}"
+    );
+    assert!(
+        console.matches("no machine config found").count() >= 2,
+        "{console}"
+    );
+    assert!(spawns(&sys).is_empty());
+}
+
+#[test]
+fn a_config_url_brings_the_network_up_first() {
+    let secrets = cluster();
+    let sys = node(&secrets);
+    let url = "http://10.0.2.2:8080/cp.yaml";
+    sys.file("/proc/cmdline", format!("console=ttyS0 skiff.config={url}"))
+        .http(url, control_plane(&secrets, 1));
+    main_loop(&sys, "/init", &PowerRequests::default(), Some(2));
+    let calls = sys.calls();
+    let dhcp_at = calls
+        .iter()
+        .position(|c| matches!(c, Call::Dhcp(_)))
+        .unwrap();
+    let get_at = calls
+        .iter()
+        .position(|c| matches!(c, Call::HttpGet(_)))
+        .unwrap();
+    assert!(dhcp_at < get_at);
+    // Without a config, DHCP runs on every physical interface.
+    assert!(calls.contains(&Call::Dhcp("eth1".into())));
+    assert_eq!(spawns(&sys).len(), 1);
+}
+
+#[test]
+fn a_worker_gets_the_agent_with_a_bootstrap_kubeconfig() {
+    let secrets = cluster();
+    let sys = node(&secrets);
+    let mut spec = NodeSpec::new(Role::Worker, "w-1".parse().unwrap());
+    spec.registry_mirrors.insert(
+        "docker.io".parse().unwrap(),
+        vec![skiff_machine::Mirror {
+            url: "http://10.0.2.2:5000".parse().unwrap(),
+            insecure: true,
+        }],
+    );
+    sys.file(paths::FW_CFG_CONFIG, secrets.signed_config(&spec).unwrap());
+    main_loop(&sys, "/init", &PowerRequests::default(), Some(2));
+    let spawned = spawns(&sys);
+    assert_eq!(spawned.len(), 1);
+    let args = spawned[0].args.join(" ");
+    assert!(
+        args.starts_with("agent --kubeconfig /run/skiff/bootstrap-kubeconfig --node-name w-1"),
+        "{args}"
+    );
+    assert!(
+        args.ends_with("--registry-mirror docker.io=http://10.0.2.2:5000"),
+        "{args}"
+    );
+    let kubeconfig =
+        String::from_utf8(sys.read_back("/run/skiff/bootstrap-kubeconfig").unwrap()).unwrap();
+    assert!(kubeconfig.contains(&format!("token: {}", secrets.bootstrap_token().as_str())));
+    assert!(kubeconfig.contains("server: https://10.5.0.10:6443"));
+}
+
+#[test]
+fn power_off_stops_services_syncs_and_unmounts_state() {
+    let secrets = cluster();
+    let sys = node(&secrets);
+    let mut spec = NodeSpec::new(Role::ControlPlane, "cp-1".parse().unwrap());
+    spec.state_disk = Some("/dev/vdb".parse().unwrap());
+    let mut ext4 = vec![0u8; 4096];
+    ext4[1080] = 0x53;
+    ext4[1081] = 0xef;
+    sys.file("/dev/vdb", ext4)
+        .file(paths::FW_CFG_CONFIG, secrets.signed_config(&spec).unwrap());
+    sys.exit_on_term(true);
+    let requests = PowerRequests::default();
+    // The request arrives 3 s after boot, while the server runs.
+    sys.flag_at(Duration::from_secs(3), requests.poweroff.clone());
+    let action = main_loop(&sys, "/init", &requests, Some(100));
+    assert_eq!(action, Some(PowerAction::PowerOff));
+    let calls = sys.calls();
+    let var_mount = Call::Mount {
+        target: "/var".into(),
+        fstype: "ext4".into(),
+    };
+    let at = |wanted: &Call| calls.iter().position(|c| c == wanted).unwrap();
+    let pid = spawns_with_pid(&sys);
+    let term = at(&Call::Kill(pid, nix::sys::signal::Signal::SIGTERM));
+    let umount = at(&Call::Umount("/var".into()));
+    assert!(at(&var_mount) < term);
+    assert!(term < umount, "services stop before /var is unmounted");
+    assert!(calls[term..umount].contains(&Call::Sync));
+    assert_eq!(calls.last(), Some(&Call::Power(PowerAction::PowerOff)));
+}
+
+fn spawns_with_pid(sys: &Recorder) -> i32 {
+    sys.spawned()[0].0
+}
+
+#[test]
+fn a_blank_state_disk_leaves_state_in_memory_and_says_so() {
+    let secrets = cluster();
+    let sys = node(&secrets);
+    let mut spec = NodeSpec::new(Role::ControlPlane, "cp-1".parse().unwrap());
+    spec.state_disk = Some("/dev/vdb".parse().unwrap());
+    sys.file("/dev/vdb", vec![0u8; 4096])
+        .file(paths::FW_CFG_CONFIG, secrets.signed_config(&spec).unwrap());
+    main_loop(&sys, "/init", &PowerRequests::default(), Some(2));
+    assert!(sys.console_text().contains("holds no ext4 filesystem"));
+    assert!(!sys.calls().contains(&Call::Mount {
+        target: "/var".into(),
+        fstype: "ext4".into()
+    }));
+    assert_eq!(spawns(&sys).len(), 1, "the role still starts");
+}
+
+#[test]
+fn a_clock_before_the_build_is_moved_forward() {
+    let secrets = cluster();
+    let sys = node(&secrets);
+    sys.file(paths::BUILD_EPOCH, "1700000000\n");
+    main_loop(&sys, "/init", &PowerRequests::default(), Some(1));
+    let floor = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    assert!(sys.calls().contains(&Call::SetClock(floor)));
+}
