@@ -9,6 +9,7 @@ APT_PACKAGES=(
   etcd-server etcd-client                        # the etcd peer (benchmarks, etcd backend)
   docker-registry skopeo apache2-utils           # a local OCI registry for image tests
   busybox-static nginx-light                     # test images are built from these packages
+  qemu-system-x86 kmod e2fsprogs zstd cpio       # boot skiff VMs; depmod; state disks
   curl ca-certificates
 )
 PIP_PACKAGES=("kubernetes==32.0.1" "pytest==8.3.*" "requests" "pyyaml")
@@ -19,9 +20,12 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# The image build fetches Debian's cloud kernel by package name: the package lists must be there.
+if [ ${#missing[@]} -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  sudo_if_needed apt-get update -qq
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
-  sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
