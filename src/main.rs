@@ -28,6 +28,30 @@ enum Command {
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:6443")]
         listen: SocketAddr,
     },
+    /// Run the node agent: register this host as a node and run the pods bound to it.
+    Agent {
+        /// Kubeconfig with the API server's address and this node's credentials.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: PathBuf,
+        /// The node's name (default: the host name).
+        #[arg(long, value_name = "NAME")]
+        node_name: Option<String>,
+        /// Where containers, volumes, logs and local state live.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Registry mirror, e.g. `docker.io=http://127.0.0.1:5000` (repeatable).
+        #[arg(long = "registry-mirror", value_name = "REGISTRY=URL")]
+        registry_mirrors: Vec<String>,
+        /// The node's IP (default: the address used to reach the API server).
+        #[arg(long, value_name = "IP")]
+        node_ip: Option<std::net::IpAddr>,
+        /// Port of the agent's HTTPS endpoint (logs).
+        #[arg(long, value_name = "PORT", default_value_t = 10250)]
+        port: u16,
+        /// Run images from root filesystem directories `DIR/<name>` instead of pulling them.
+        #[arg(long, value_name = "DIR")]
+        local_images: Option<PathBuf>,
+    },
 }
 
 /// Exit codes: 0 success, 1 a runtime failure, 2 bad usage (clap's own), 3 bad configuration
@@ -42,6 +66,12 @@ fn exit_code(e: &skiff_apiserver::ServerError) -> u8 {
 }
 
 fn main() -> ExitCode {
+    // The container helper runs before anything else starts a thread: it forks.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("container-init") {
+        let code = skiff_agent::helper_main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -62,6 +92,41 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Server { data_dir, listen } => runtime.block_on(server(data_dir, listen)),
+        Command::Agent {
+            kubeconfig,
+            node_name,
+            data_dir,
+            registry_mirrors,
+            node_ip,
+            port,
+            local_images,
+        } => {
+            let node_name = node_name.unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "localhost".into())
+            });
+            let opts = skiff_agent::AgentOptions {
+                kubeconfig,
+                node_name,
+                data_dir,
+                registry_mirrors,
+                node_ip,
+                port,
+                local_images,
+            };
+            runtime.block_on(agent(opts))
+        }
+    }
+}
+
+async fn agent(opts: skiff_agent::AgentOptions) -> ExitCode {
+    match skiff_agent::run(opts, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skiff agent: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
     }
 }
 

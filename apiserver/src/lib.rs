@@ -11,6 +11,7 @@ mod handlers;
 mod kinds;
 mod lifecycle;
 mod negotiate;
+mod nodes;
 mod objects;
 mod request;
 mod response;

@@ -273,6 +273,10 @@ pub(super) async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value
         let guard = ctx.api.alloc_lock.lock().await;
         services::allocate(ctx.api, &mut obj, None).await?;
         Some(guard)
+    } else if res.group.is_empty() && res.kind == "Node" {
+        let guard = ctx.api.alloc_lock.lock().await;
+        crate::nodes::allocate_pod_cidr(ctx.api, &mut obj).await?;
+        Some(guard)
     } else {
         None
     };
