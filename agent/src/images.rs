@@ -86,9 +86,7 @@ impl LocalImages {
         if !root.is_dir() {
             return Err(ImageError {
                 reason: "ErrImagePull",
-                message: format!(
-                    "failed to pull and unpack image \"{reference}\": not found"
-                ),
+                message: format!("failed to pull and unpack image \"{reference}\": not found"),
             });
         }
         let config = read_config(&self.dir.join(format!("{name}.json")));
@@ -134,9 +132,18 @@ mod tests {
     async fn local_dirs() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("busybox")).unwrap();
-        std::fs::write(d.path().join("busybox.json"), r#"{"Cmd":["sh"],"Env":["A=1"]}"#).unwrap();
-        let imgs = LocalImages { dir: d.path().into() };
-        let img = imgs.ensure("docker.io/busybox:latest", "IfNotPresent", &[]).await.unwrap();
+        std::fs::write(
+            d.path().join("busybox.json"),
+            r#"{"Cmd":["sh"],"Env":["A=1"]}"#,
+        )
+        .unwrap();
+        let imgs = LocalImages {
+            dir: d.path().into(),
+        };
+        let img = imgs
+            .ensure("docker.io/busybox:latest", "IfNotPresent", &[])
+            .await
+            .unwrap();
         assert_eq!(img.layers, vec![d.path().join("busybox")]);
         assert_eq!(img.config.cmd, Some(vec!["sh".to_string()]));
         let e = imgs.ensure("nope", "IfNotPresent", &[]).await.unwrap_err();

@@ -8,6 +8,7 @@ pub mod net;
 pub mod node;
 pub mod pod;
 pub mod runtime;
+pub mod server;
 pub mod sys;
 
 use std::future::Future;
@@ -65,17 +66,21 @@ async fn client(opts: &AgentOptions) -> Result<kube::Client, AgentError> {
         path: opts.kubeconfig.clone(),
         source: e,
     };
-    let kc = kube::config::Kubeconfig::read_from(&opts.kubeconfig).map_err(|e| kerr(Box::new(e)))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| kerr(Box::new(e)))?;
+    let kc =
+        kube::config::Kubeconfig::read_from(&opts.kubeconfig).map_err(|e| kerr(Box::new(e)))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| kerr(Box::new(e)))?;
     kube::Client::try_from(config).map_err(|e| kerr(Box::new(e)))
 }
 
 /// The address this host uses to reach `url`'s host: the node's IP by default.
 fn source_ip_towards(url: &str) -> Option<IpAddr> {
     let host = url.split("://").nth(1)?.split('/').next()?;
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(host).ok()?.next()?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .ok()?
+        .next()?;
     let sock = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
     sock.connect(addr).ok()?;
     Some(sock.local_addr().ok()?.ip())
@@ -93,7 +98,11 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         None => {
             let kc = kube::config::Kubeconfig::read_from(&opts.kubeconfig).ok();
             let url = kc
-                .and_then(|k| k.clusters.first().and_then(|c| c.cluster.as_ref()?.server.clone()))
+                .and_then(|k| {
+                    k.clusters
+                        .first()
+                        .and_then(|c| c.cluster.as_ref()?.server.clone())
+                })
                 .unwrap_or_default();
             source_ip_towards(&url).ok_or(AgentError::NodeIp)?
         }
@@ -110,6 +119,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     tokio::spawn(node::lease_loop(client.clone(), cfg.name.clone(), node_uid));
     tokio::spawn(node::status_loop(client.clone(), cfg.clone()));
 
+    start_server(&opts, &client, &cfg).await;
     let pod_cidr = node::wait_pod_cidr(&client, &cfg.name).await?;
     let sys: Arc<dyn sys::Syscall> = Arc::new(sys::Linux);
     let net = match net::Cidr::parse(&pod_cidr) {
@@ -159,6 +169,31 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     Ok(())
 }
 
+/// Start the HTTPS endpoint for logs; the agent runs on without it if it cannot start.
+async fn start_server(opts: &AgentOptions, client: &kube::Client, cfg: &node::NodeConfig) {
+    let ca = match server::cluster_ca(&opts.kubeconfig) {
+        Ok(ca) => ca,
+        Err(e) => {
+            tracing::warn!(error = %e, "no log endpoint");
+            return;
+        }
+    };
+    let (cert, key) = match server::serving_certificate(client, &cfg.name, cfg.ip).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(error = %e, "no log endpoint");
+            return;
+        }
+    };
+    let addr = std::net::SocketAddr::new(cfg.ip, cfg.port);
+    let data = opts.data_dir.clone();
+    tokio::spawn(async move {
+        if let Err(e) = server::serve(addr, cert, key, ca, data).await {
+            tracing::warn!(error = %e, "log endpoint stopped");
+        }
+    });
+}
+
 /// Keep routes to other nodes' pod CIDRs (and the NAT exemptions for node IPs) current.
 async fn routes_loop(ctx: Arc<pod::Ctx>) {
     let Some(net) = ctx.net.as_ref() else { return };
@@ -175,7 +210,11 @@ async fn routes_loop(ctx: Arc<pod::Ctx>) {
                     .and_then(|s| s.addresses.as_ref())
                     .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
                     .and_then(|a| a.address.parse::<Ipv4Addr>().ok());
-                let cidr = n.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()).and_then(net::Cidr::parse);
+                let cidr = n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.as_deref())
+                    .and_then(net::Cidr::parse);
                 if let Some(ip) = ip {
                     ips.push(ip);
                     if let Some(c) = cidr

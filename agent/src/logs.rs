@@ -121,9 +121,21 @@ garbage\n\
     fn selects_all_tail_since() {
         let all = select(LOG, &Selection::default());
         assert_eq!(all, b"one\ntwo\nthree\n\n");
-        let tail = select(LOG, &Selection { tail_lines: Some(2), ..Default::default() });
+        let tail = select(
+            LOG,
+            &Selection {
+                tail_lines: Some(2),
+                ..Default::default()
+            },
+        );
         assert_eq!(tail, b"three\n\n");
-        let zero = select(LOG, &Selection { tail_lines: Some(0), ..Default::default() });
+        let zero = select(
+            LOG,
+            &Selection {
+                tail_lines: Some(0),
+                ..Default::default()
+            },
+        );
         assert_eq!(zero, b"");
         let since = select(
             LOG,
@@ -133,9 +145,22 @@ garbage\n\
             },
         );
         assert_eq!(since, b"two\nthree\n\n");
-        let ts = select(LOG, &Selection { tail_lines: Some(1), timestamps: true, ..Default::default() });
+        let ts = select(
+            LOG,
+            &Selection {
+                tail_lines: Some(1),
+                timestamps: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(ts, b"2024-01-01T00:00:04Z \n");
-        let lim = select(LOG, &Selection { limit_bytes: Some(5), ..Default::default() });
+        let lim = select(
+            LOG,
+            &Selection {
+                limit_bytes: Some(5),
+                ..Default::default()
+            },
+        );
         assert_eq!(lim, b"one\nt");
     }
 }

@@ -109,17 +109,47 @@ pub fn conditions(now: &str, pressure: Pressure) -> Value {
     };
     json!([
         if pressure.memory {
-            cond("MemoryPressure", true, "KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
+            cond(
+                "MemoryPressure",
+                true,
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
         } else {
-            cond("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+            cond(
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            )
         },
         if pressure.disk {
-            cond("DiskPressure", true, "KubeletHasDiskPressure", "kubelet has disk pressure")
+            cond(
+                "DiskPressure",
+                true,
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
         } else {
-            cond("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+            cond(
+                "DiskPressure",
+                false,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            )
         },
-        cond("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        cond("Ready", true, "KubeletReady", "kubelet is posting ready status"),
+        cond(
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        cond(
+            "Ready",
+            true,
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
     ])
 }
 
@@ -198,7 +228,8 @@ pub async fn register(client: &kube::Client, cfg: &NodeConfig) -> Result<Node, N
         name: cfg.name.clone(),
         source,
     };
-    let node: Node = serde_json::from_value(obj.clone()).map_err(|e| reg(kube::Error::SerdeError(e)))?;
+    let node: Node =
+        serde_json::from_value(obj.clone()).map_err(|e| reg(kube::Error::SerdeError(e)))?;
     match api.create(&PostParams::default(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -250,7 +281,11 @@ pub async fn lease_loop(client: kube::Client, name: String, node_uid: String) {
             },
         });
         let r = api
-            .patch(&name, &PatchParams::apply("skiff-agent").force(), &Patch::Apply(&lease))
+            .patch(
+                &name,
+                &PatchParams::apply("skiff-agent").force(),
+                &Patch::Apply(&lease),
+            )
             .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "renew node lease");
@@ -273,7 +308,9 @@ pub async fn status_loop(client: kube::Client, cfg: NodeConfig) {
             && let Some(conds) = st["conditions"].as_array_mut()
         {
             for c in conds.iter_mut() {
-                if let Some(o) = old_conds.iter().find(|o| Some(o.type_.as_str()) == c["type"].as_str())
+                if let Some(o) = old_conds
+                    .iter()
+                    .find(|o| Some(o.type_.as_str()) == c["type"].as_str())
                     && Some(o.status.as_str()) == c["status"].as_str()
                     && let Some(t) = &o.last_transition_time
                 {
@@ -308,11 +345,21 @@ mod tests {
         let node: Node = serde_json::from_value(n.clone()).unwrap();
         let st = node.status.unwrap();
         assert_eq!(st.node_info.unwrap().kubelet_version, KUBELET_VERSION);
-        let ready = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        let ready = st
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(n["status"]["addresses"][0]["address"], "10.0.0.5");
         assert_eq!(n["status"]["capacity"]["pods"], "110");
-        assert!(n["status"]["capacity"]["memory"].as_str().unwrap().ends_with("Ki"));
+        assert!(
+            n["status"]["capacity"]["memory"]
+                .as_str()
+                .unwrap()
+                .ends_with("Ki")
+        );
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
     }
 }

@@ -186,13 +186,7 @@ impl Syscall for Linux {
         ];
         // SAFETY: capset reads one header and two data structs (version 3 layout), both live
         // for the duration of the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_capset,
-                &raw mut header,
-                data.as_ptr(),
-            )
-        };
+        let r = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
         nix::errno::Errno::result(r).map(drop)
     }
 
@@ -254,7 +248,10 @@ impl Syscall for Linux {
     fn execve(&self, path: &Path, args: &[String], env: &[String]) -> nix::Error {
         let build = || -> nix::Result<(CString, Vec<CString>, Vec<CString>)> {
             let p = cstring(&path.to_string_lossy())?;
-            let a = args.iter().map(|s| cstring(s)).collect::<nix::Result<_>>()?;
+            let a = args
+                .iter()
+                .map(|s| cstring(s))
+                .collect::<nix::Result<_>>()?;
             let e = env.iter().map(|s| cstring(s)).collect::<nix::Result<_>>()?;
             Ok((p, a, e))
         };
@@ -337,7 +334,10 @@ impl Syscall for Recording {
         self.record("umount", show(target))
     }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()> {
-        self.record("pivot_root", format!("{} {}", show(new_root), show(put_old)))
+        self.record(
+            "pivot_root",
+            format!("{} {}", show(new_root), show(put_old)),
+        )
     }
     fn chdir(&self, path: &Path) -> nix::Result<()> {
         self.record("chdir", show(path))

@@ -9,6 +9,7 @@ mod auth;
 mod discovery;
 mod handlers;
 mod kinds;
+mod kubelet;
 mod lifecycle;
 mod negotiate;
 mod nodes;
@@ -22,5 +23,6 @@ mod version;
 
 pub use auth::{TokenFileError, Tokens, User};
 pub use handlers::Api;
+pub use kubelet::KubeletAccess;
 pub use server::{Server, ServerError, ServerOptions};
 pub use status::ApiError;

@@ -14,7 +14,11 @@ const CLUSTER_PREFIX: [u8; 2] = [10, 244];
 
 /// Fill `spec.podCIDR(s)` of a new Node when empty.
 pub async fn allocate_pod_cidr(api: &Api, node: &mut Value) -> Result<(), ApiError> {
-    if node.pointer("/spec/podCIDR").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+    if node
+        .pointer("/spec/podCIDR")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
         return Ok(());
     }
     let res = api
@@ -24,11 +28,20 @@ pub async fn allocate_pod_cidr(api: &Api, node: &mut Value) -> Result<(), ApiErr
     let (items, _) = api.objects.list(res, None, None, None).await?;
     let used: HashSet<String> = items
         .iter()
-        .filter_map(|n| n.pointer("/spec/podCIDR").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|n| {
+            n.pointer("/spec/podCIDR")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .collect();
     let [a, b] = CLUSTER_PREFIX;
-    let Some(cidr) = (1u8..=254).map(|c| format!("{a}.{b}.{c}.0/24")).find(|c| !used.contains(c)) else {
-        return Err(ApiError::internal("the cluster CIDR has no free node range"));
+    let Some(cidr) = (1u8..=254)
+        .map(|c| format!("{a}.{b}.{c}.0/24"))
+        .find(|c| !used.contains(c))
+    else {
+        return Err(ApiError::internal(
+            "the cluster CIDR has no free node range",
+        ));
     };
     if !node["spec"].is_object() {
         node["spec"] = json!({});

@@ -28,7 +28,11 @@ impl Cidr {
     }
 
     fn mask_of(len: u8) -> u32 {
-        if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len))
+        }
     }
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
@@ -92,7 +96,10 @@ impl Ipam {
                 Err(e) => return Err(e),
             }
         }
-        Err(std::io::Error::other(format!("no free address in {}", self.cidr)))
+        Err(std::io::Error::other(format!(
+            "no free address in {}",
+            self.cidr
+        )))
     }
 
     /// The address leased to `owner`, if any.

@@ -66,7 +66,12 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetError
 }
 
 async fn add_address(handle: &Handle, index: u32, ip: Ipv4Addr, len: u8) -> Result<(), NetError> {
-    match handle.address().add(index, IpAddr::V4(ip), len).execute().await {
+    match handle
+        .address()
+        .add(index, IpAddr::V4(ip), len)
+        .execute()
+        .await
+    {
         Ok(()) => Ok(()),
         // EEXIST: already there (agent restart).
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => Ok(()),
@@ -76,7 +81,11 @@ async fn add_address(handle: &Handle, index: u32, ip: Ipv4Addr, len: u8) -> Resu
 
 /// Name of a pod's host-side veth: `veth` + 8 hex digits of its UID.
 pub fn host_veth(pod_uid: &str) -> String {
-    let hex: String = pod_uid.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+    let hex: String = pod_uid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
     format!("veth{hex:0<8}")
 }
 
@@ -88,7 +97,12 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(sys: Arc<dyn Syscall>, pod_cidr: Cidr, cluster: Cidr, state: PathBuf) -> Result<Self, NetError> {
+    pub fn new(
+        sys: Arc<dyn Syscall>,
+        pod_cidr: Cidr,
+        cluster: Cidr,
+        state: PathBuf,
+    ) -> Result<Self, NetError> {
         let ipam = Ipam::new(pod_cidr, state).map_err(io("ipam state"))?;
         Ok(Self { ipam, cluster, sys })
     }
@@ -99,7 +113,11 @@ impl Network {
         let index = match link_index(&handle, BRIDGE).await? {
             Some(i) => i,
             None => {
-                handle.link().add(LinkBridge::new(BRIDGE).build()).execute().await?;
+                handle
+                    .link()
+                    .add(LinkBridge::new(BRIDGE).build())
+                    .execute()
+                    .await?;
                 link_index(&handle, BRIDGE)
                     .await?
                     .ok_or_else(|| NetError::NoLink(BRIDGE.into()))?
@@ -127,38 +145,65 @@ impl Network {
             .map_err(io("run nft"))?;
         if let Some(mut stdin) = child.stdin.take() {
             use tokio::io::AsyncWriteExt;
-            stdin.write_all(script.as_bytes()).await.map_err(io("write nft script"))?;
+            stdin
+                .write_all(script.as_bytes())
+                .await
+                .map_err(io("write nft script"))?;
         }
         let out = child.wait_with_output().await.map_err(io("wait nft"))?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(NetError::Nft(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+            Err(NetError::Nft(
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            ))
         }
     }
 
     /// Connect a pod's network namespace: returns its address.
     pub async fn attach(&self, netns: &Path, pod_uid: &str) -> Result<Ipv4Addr, NetError> {
-        let ip = self.ipam.allocate(pod_uid).map_err(io("allocate pod address"))?;
+        let ip = self
+            .ipam
+            .allocate(pod_uid)
+            .map_err(io("allocate pod address"))?;
         let handle = connect()?;
         let host = host_veth(pod_uid);
         let peer = format!("{host}p");
         if let Some(old) = link_index(&handle, &host).await? {
             handle.link().del(old).execute().await?;
         }
-        handle.link().add(LinkVeth::new(&host, &peer).build()).execute().await?;
-        let host_idx = link_index(&handle, &host).await?.ok_or_else(|| NetError::NoLink(host.clone()))?;
-        let peer_idx = link_index(&handle, &peer).await?.ok_or_else(|| NetError::NoLink(peer.clone()))?;
-        let bridge = link_index(&handle, BRIDGE).await?.ok_or_else(|| NetError::NoLink(BRIDGE.into()))?;
+        handle
+            .link()
+            .add(LinkVeth::new(&host, &peer).build())
+            .execute()
+            .await?;
+        let host_idx = link_index(&handle, &host)
+            .await?
+            .ok_or_else(|| NetError::NoLink(host.clone()))?;
+        let peer_idx = link_index(&handle, &peer)
+            .await?
+            .ok_or_else(|| NetError::NoLink(peer.clone()))?;
+        let bridge = link_index(&handle, BRIDGE)
+            .await?
+            .ok_or_else(|| NetError::NoLink(BRIDGE.into()))?;
         let ns = open_ns(netns).map_err(io("open pod network namespace"))?;
         handle
             .link()
-            .set(LinkUnspec::new_with_index(peer_idx).setns_by_fd(ns.as_raw_fd()).build())
+            .set(
+                LinkUnspec::new_with_index(peer_idx)
+                    .setns_by_fd(ns.as_raw_fd())
+                    .build(),
+            )
             .execute()
             .await?;
         handle
             .link()
-            .set(LinkUnspec::new_with_index(host_idx).controller(bridge).up().build())
+            .set(
+                LinkUnspec::new_with_index(host_idx)
+                    .controller(bridge)
+                    .up()
+                    .build(),
+            )
             .execute()
             .await?;
         let (len, gw) = (self.ipam.cidr.len, self.ipam.gateway());
@@ -169,7 +214,10 @@ impl Network {
         let inside = std::thread::spawn(move || -> Result<(), NetError> {
             let ns = open_ns(&netns).map_err(io("open pod network namespace"))?;
             sys.setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(|e| NetError::Io { what: "join pod network namespace", source: e.into() })?;
+                .map_err(|e| NetError::Io {
+                    what: "join pod network namespace",
+                    source: e.into(),
+                })?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -178,8 +226,14 @@ impl Network {
         });
         tokio::task::spawn_blocking(move || inside.join())
             .await
-            .map_err(|e| NetError::Io { what: "netns thread", source: std::io::Error::other(e) })?
-            .map_err(|_| NetError::Io { what: "netns thread", source: std::io::Error::other("panicked") })??;
+            .map_err(|e| NetError::Io {
+                what: "netns thread",
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|_| NetError::Io {
+                what: "netns thread",
+                source: std::io::Error::other("panicked"),
+            })??;
         Ok(ip)
     }
 
@@ -212,16 +266,28 @@ impl Network {
 
 async fn configure_pod(peer: &str, ip: Ipv4Addr, len: u8, gw: Ipv4Addr) -> Result<(), NetError> {
     let handle = connect()?;
-    let lo = link_index(&handle, "lo").await?.ok_or_else(|| NetError::NoLink("lo".into()))?;
-    handle.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await?;
-    let idx = link_index(&handle, peer).await?.ok_or_else(|| NetError::NoLink(peer.into()))?;
+    let lo = link_index(&handle, "lo")
+        .await?
+        .ok_or_else(|| NetError::NoLink("lo".into()))?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(lo).up().build())
+        .execute()
+        .await?;
+    let idx = link_index(&handle, peer)
+        .await?
+        .ok_or_else(|| NetError::NoLink(peer.into()))?;
     handle
         .link()
         .set(LinkUnspec::new_with_index(idx).name("eth0".into()).build())
         .execute()
         .await?;
     add_address(&handle, idx, ip, len).await?;
-    handle.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await?;
     let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
     handle.route().add(route).replace().execute().await?;
     Ok(())
@@ -268,7 +334,9 @@ mod tests {
             &Cidr::parse("10.244.0.0/16").unwrap(),
             &[Ipv4Addr::new(192, 168, 1, 2)],
         );
-        assert!(s.contains("ip saddr 10.244.1.0/24 ip daddr != { 10.244.0.0/16, 192.168.1.2 } masquerade"));
+        assert!(s.contains(
+            "ip saddr 10.244.1.0/24 ip daddr != { 10.244.0.0/16, 192.168.1.2 } masquerade"
+        ));
         assert!(s.starts_with("table ip skiff {}\ndelete table ip skiff\n"));
     }
 }

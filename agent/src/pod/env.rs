@@ -53,7 +53,13 @@ pub fn argv(c: &Container, image: &ImageConfig, vars: &BTreeMap<String, String>)
     entry
         .into_iter()
         .chain(cmd)
-        .map(|a| if c.command.is_some() || c.args.is_some() { expand(&a, vars) } else { a })
+        .map(|a| {
+            if c.command.is_some() || c.args.is_some() {
+                expand(&a, vars)
+            } else {
+                a
+            }
+        })
         .collect()
 }
 
@@ -61,11 +67,25 @@ pub fn argv(c: &Container, image: &ImageConfig, vars: &BTreeMap<String, String>)
 pub fn field_ref(pod: &Pod, path: &str) -> Option<String> {
     let v = serde_json::to_value(pod).ok()?;
     let get = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
-    if let Some(rest) = path.strip_prefix("metadata.labels['").and_then(|r| r.strip_suffix("']")) {
-        return v.pointer("/metadata/labels")?.get(rest)?.as_str().map(str::to_owned);
+    if let Some(rest) = path
+        .strip_prefix("metadata.labels['")
+        .and_then(|r| r.strip_suffix("']"))
+    {
+        return v
+            .pointer("/metadata/labels")?
+            .get(rest)?
+            .as_str()
+            .map(str::to_owned);
     }
-    if let Some(rest) = path.strip_prefix("metadata.annotations['").and_then(|r| r.strip_suffix("']")) {
-        return v.pointer("/metadata/annotations")?.get(rest)?.as_str().map(str::to_owned);
+    if let Some(rest) = path
+        .strip_prefix("metadata.annotations['")
+        .and_then(|r| r.strip_suffix("']"))
+    {
+        return v
+            .pointer("/metadata/annotations")?
+            .get(rest)?
+            .as_str()
+            .map(str::to_owned);
     }
     match path {
         "metadata.name" => get("/metadata/name"),
@@ -111,7 +131,10 @@ mod tests {
     use super::*;
 
     fn vars() -> BTreeMap<String, String> {
-        BTreeMap::from([("A".to_string(), "1".to_string()), ("B".into(), "two".into())])
+        BTreeMap::from([
+            ("A".to_string(), "1".to_string()),
+            ("B".into(), "two".into()),
+        ])
     }
 
     #[test]
@@ -155,7 +178,13 @@ mod tests {
         .unwrap();
         assert_eq!(field_ref(&pod, "metadata.name").as_deref(), Some("p"));
         assert_eq!(field_ref(&pod, "spec.nodeName").as_deref(), Some("n1"));
-        assert_eq!(field_ref(&pod, "metadata.labels['app']").as_deref(), Some("web"));
-        assert_eq!(field_ref(&pod, "metadata.labels").as_deref(), Some("app=\"web\"\nb=\"c\""));
+        assert_eq!(
+            field_ref(&pod, "metadata.labels['app']").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            field_ref(&pod, "metadata.labels").as_deref(),
+            Some("app=\"web\"\nb=\"c\"")
+        );
     }
 }

@@ -14,8 +14,19 @@ pub struct Recorder {
 
 impl Recorder {
     /// Record an event about `pod` (and its container `container`, if any); fire and forget.
-    pub fn record(&self, pod: &Pod, container: Option<&str>, warning: bool, reason: &str, message: String) {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    pub fn record(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let now = jiff::Timestamp::now();
         let event_name = format!("{name}.{:x}", now.as_nanosecond());
@@ -25,7 +36,11 @@ impl Recorder {
                 .as_ref()
                 .and_then(|s| s.init_containers.as_ref())
                 .is_some_and(|ics| ics.iter().any(|ic| ic.name == c));
-            if init { format!("spec.initContainers{{{c}}}") } else { format!("spec.containers{{{c}}}") }
+            if init {
+                format!("spec.initContainers{{{c}}}")
+            } else {
+                format!("spec.containers{{{c}}}")
+            }
         });
         let ts = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let ev = json!({

@@ -45,7 +45,12 @@ pub struct Ctx {
 }
 
 /// The path of a container's current (or, with `previous`, the one before) log file.
-pub fn log_file(data: &std::path::Path, uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
+pub fn log_file(
+    data: &std::path::Path,
+    uid: &str,
+    container: &str,
+    previous: bool,
+) -> Option<PathBuf> {
     let dir = data.join("pods").join(uid).join("logs").join(container);
     let mut attempts: Vec<u32> = std::fs::read_dir(&dir)
         .ok()?
@@ -53,7 +58,11 @@ pub fn log_file(data: &std::path::Path, uid: &str, container: &str, previous: bo
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
         .collect();
     attempts.sort_unstable();
-    let n = if previous { attempts.len().checked_sub(2)? } else { attempts.len().checked_sub(1)? };
+    let n = if previous {
+        attempts.len().checked_sub(2)?
+    } else {
+        attempts.len().checked_sub(1)?
+    };
     Some(dir.join(format!("{}.log", attempts[n])))
 }
 
@@ -91,7 +100,11 @@ pub async fn run(ctx: Arc<Ctx>) {
             }
             watcher::Event::InitDone => {
                 let seen = init_seen.take().unwrap_or_default();
-                let gone: Vec<String> = workers.keys().filter(|u| !seen.contains(u)).cloned().collect();
+                let gone: Vec<String> = workers
+                    .keys()
+                    .filter(|u| !seen.contains(u))
+                    .cloned()
+                    .collect();
                 for uid in gone {
                     if let Some(tx) = workers.remove(&uid) {
                         let _ = tx.send(Msg::Gone).await;
@@ -103,7 +116,12 @@ pub async fn run(ctx: Arc<Ctx>) {
     }
 }
 
-async fn dispatch(ctx: &Arc<Ctx>, workers: &mut HashMap<String, mpsc::Sender<Msg>>, uid: String, p: Pod) {
+async fn dispatch(
+    ctx: &Arc<Ctx>,
+    workers: &mut HashMap<String, mpsc::Sender<Msg>>,
+    uid: String,
+    p: Pod,
+) {
     if let Some(tx) = workers.get(&uid)
         && tx.send(Msg::Update(Box::new(p.clone()))).await.is_ok()
     {
@@ -117,14 +135,20 @@ async fn dispatch(ctx: &Arc<Ctx>, workers: &mut HashMap<String, mpsc::Sender<Msg
 
 /// Pods with state on disk that the API no longer has: stop and remove them.
 async fn reap_orphans(ctx: &Arc<Ctx>, live: &[String]) {
-    let Ok(entries) = std::fs::read_dir(ctx.data.join("pods")) else { return };
+    let Ok(entries) = std::fs::read_dir(ctx.data.join("pods")) else {
+        return;
+    };
     for e in entries.flatten() {
         let uid = e.file_name().to_string_lossy().into_owned();
         if live.contains(&uid) {
             continue;
         }
-        let Ok(meta) = std::fs::read(e.path().join("pod.json")) else { continue };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&meta) else { continue };
+        let Ok(meta) = std::fs::read(e.path().join("pod.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&meta) else {
+            continue;
+        };
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": v["name"], "namespace": v["namespace"], "uid": uid},
             "spec": {"containers": []},

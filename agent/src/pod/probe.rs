@@ -23,7 +23,11 @@ pub struct ProbeState {
 }
 
 /// How to run an exec probe: the argv given to the helper-backed exec.
-pub type ExecFn = Arc<dyn Fn(Vec<String>, Duration) -> crate::images::BoxFuture<'static, Result<i32, String>> + Send + Sync>;
+pub type ExecFn = Arc<
+    dyn Fn(Vec<String>, Duration) -> crate::images::BoxFuture<'static, Result<i32, String>>
+        + Send
+        + Sync,
+>;
 
 /// Everything a probe needs to reach the container.
 #[derive(Clone)]
@@ -63,7 +67,12 @@ pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
     }
     if let Some(tcp) = &probe.tcp_socket {
         let port = port_of(&tcp.port, &t.container).ok_or("invalid port")?;
-        let host = tcp.host.as_deref().and_then(|h| h.parse().ok()).or(t.pod_ip).ok_or("no pod IP")?;
+        let host = tcp
+            .host
+            .as_deref()
+            .and_then(|h| h.parse().ok())
+            .or(t.pod_ip)
+            .ok_or("no pod IP")?;
         let addr = SocketAddr::new(host, port);
         return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_)) => Ok(()),
@@ -73,11 +82,18 @@ pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
     }
     if let Some(h) = &probe.http_get {
         let port = port_of(&h.port, &t.container).ok_or("invalid port")?;
-        let host = h.host.as_deref().and_then(|h| h.parse().ok()).or(t.pod_ip).ok_or("no pod IP")?;
+        let host = h
+            .host
+            .as_deref()
+            .and_then(|h| h.parse().ok())
+            .or(t.pod_ip)
+            .ok_or("no pod IP")?;
         let addr = SocketAddr::new(host, port);
         let path = h.path.clone().unwrap_or_else(|| "/".into());
         let url = format!("http://{addr}{path}");
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n");
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n"
+        );
         for hd in h.http_headers.as_deref().unwrap_or_default() {
             req.push_str(&format!("{}: {}\r\n", hd.name, hd.value));
         }
@@ -98,7 +114,11 @@ pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
         };
         return match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(head)) => {
-                let code: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                let code: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
                 if (200..400).contains(&code) {
                     Ok(())
                 } else {
@@ -116,7 +136,14 @@ pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
 pub type Report = Arc<dyn Fn(&'static str, String) + Send + Sync>;
 
 /// One probe kind's loop for one container instance, until the task is aborted.
-async fn run_kind(kind: &'static str, probe: Probe, t: Target, st: Arc<ProbeState>, wake: Arc<Notify>, report: Report) {
+async fn run_kind(
+    kind: &'static str,
+    probe: Probe,
+    t: Target,
+    st: Arc<ProbeState>,
+    wake: Arc<Notify>,
+    report: Report,
+) {
     let period = secs(probe.period_seconds, 10);
     let success_needed = probe.success_threshold.unwrap_or(1).max(1);
     let failure_needed = probe.failure_threshold.unwrap_or(3).max(1);
@@ -175,7 +202,11 @@ async fn run_kind(kind: &'static str, probe: Probe, t: Target, st: Arc<ProbeStat
 }
 
 /// Start the probe loops of a container instance; the state says what they found.
-pub fn start(t: Target, wake: Arc<Notify>, report: Report) -> (Arc<ProbeState>, Vec<tokio::task::JoinHandle<()>>) {
+pub fn start(
+    t: Target,
+    wake: Arc<Notify>,
+    report: Report,
+) -> (Arc<ProbeState>, Vec<tokio::task::JoinHandle<()>>) {
     let st = Arc::new(ProbeState::default());
     let c = t.container.clone();
     if c.startup_probe.is_none() {
@@ -185,9 +216,20 @@ pub fn start(t: Target, wake: Arc<Notify>, report: Report) -> (Arc<ProbeState>, 
         st.ready.store(true, Ordering::SeqCst);
     }
     let mut tasks = Vec::new();
-    for (kind, probe) in [("Startup", c.startup_probe), ("Liveness", c.liveness_probe), ("Readiness", c.readiness_probe)] {
+    for (kind, probe) in [
+        ("Startup", c.startup_probe),
+        ("Liveness", c.liveness_probe),
+        ("Readiness", c.readiness_probe),
+    ] {
         if let Some(p) = probe {
-            tasks.push(tokio::spawn(run_kind(kind, p, t.clone(), st.clone(), wake.clone(), report.clone())));
+            tasks.push(tokio::spawn(run_kind(
+                kind,
+                p,
+                t.clone(),
+                st.clone(),
+                wake.clone(),
+                report.clone(),
+            )));
         }
     }
     (st, tasks)
@@ -202,7 +244,11 @@ mod tests {
         Target {
             pod_ip: Some(ip),
             container: Container::default(),
-            exec: Arc::new(|argv, _| Box::pin(async move { Ok(i32::from(argv.first().map(String::as_str) != Some("true"))) })),
+            exec: Arc::new(|argv, _| {
+                Box::pin(
+                    async move { Ok(i32::from(argv.first().map(String::as_str) != Some("true"))) },
+                )
+            }),
         }
     }
 
@@ -217,32 +263,49 @@ mod tests {
                 let _ = s.read(&mut b).await;
                 let code = if n == 0 { "200 OK" } else { "500 Oops" };
                 n += 1;
-                let _ = s.write_all(format!("HTTP/1.1 {code}\r\n\r\n").as_bytes()).await;
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {code}\r\n\r\n").as_bytes())
+                    .await;
             }
         });
         let t = target("127.0.0.1".parse().unwrap());
         let http = Probe {
-            http_get: Some(HTTPGetAction { port: IntOrString::Int(port), path: Some("/x".into()), ..Default::default() }),
+            http_get: Some(HTTPGetAction {
+                port: IntOrString::Int(port),
+                path: Some("/x".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(check(&http, &t).await, Ok(()));
         let e = check(&http, &t).await.unwrap_err();
         assert!(e.contains("statuscode: 500"), "{e}");
         let tcp = Probe {
-            tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(port), host: None }),
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(port),
+                host: None,
+            }),
             ..Default::default()
         };
         assert_eq!(check(&tcp, &t).await, Ok(()));
         let closed = Probe {
-            tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(1), host: None }),
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(1),
+                host: None,
+            }),
             ..Default::default()
         };
         assert!(check(&closed, &t).await.unwrap_err().contains("connect"));
         let exec = |cmd: &str| Probe {
-            exec: Some(k8s_openapi::api::core::v1::ExecAction { command: Some(vec![cmd.into()]) }),
+            exec: Some(k8s_openapi::api::core::v1::ExecAction {
+                command: Some(vec![cmd.into()]),
+            }),
             ..Default::default()
         };
         assert_eq!(check(&exec("true"), &t).await, Ok(()));
-        assert_eq!(check(&exec("false"), &t).await, Err("command exited with 1".into()));
+        assert_eq!(
+            check(&exec("false"), &t).await,
+            Err("command exited with 1".into())
+        );
     }
 }

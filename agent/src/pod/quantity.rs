@@ -3,7 +3,9 @@
 /// Bytes in a memory quantity.
 pub fn bytes(q: &str) -> Option<i64> {
     let q = q.trim();
-    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let mult: f64 = match suffix {
         "" => 1.0,

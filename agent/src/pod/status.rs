@@ -46,7 +46,10 @@ fn container_status(c: &Ctr<'_>, blocked_by_init: bool) -> Value {
         (json!({"running": {"startedAt": since}}), c.last.clone())
     } else if let Some((reason, msg)) = &c.waiting {
         // Waiting after a run: the run just ended is the last state.
-        (waiting(reason, msg.as_ref()), c.terminated.clone().or_else(|| c.last.clone()))
+        (
+            waiting(reason, msg.as_ref()),
+            c.terminated.clone().or_else(|| c.last.clone()),
+        )
     } else if let Some(t) = &c.terminated {
         (json!({"terminated": t}), c.last.clone())
     } else if blocked_by_init {
@@ -108,9 +111,15 @@ pub fn phase(inp: &Input<'_>) -> &'static str {
     if mains.iter().any(|c| c.running_since.is_some()) {
         return "Running";
     }
-    let all_done = mains.iter().all(|c| c.exit_code.is_some() && !c.will_restart);
+    let all_done = mains
+        .iter()
+        .all(|c| c.exit_code.is_some() && !c.will_restart);
     if all_done && !mains.is_empty() {
-        return if mains.iter().all(|c| c.exit_code == Some(0)) { "Succeeded" } else { "Failed" };
+        return if mains.iter().all(|c| c.exit_code == Some(0)) {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
     }
     if mains.iter().any(|c| c.exit_code.is_some()) {
         // Restarting (back-off): still Running as far as the pod is concerned.
@@ -120,8 +129,14 @@ pub fn phase(inp: &Input<'_>) -> &'static str {
 }
 
 pub fn build(inp: &Input<'_>) -> Value {
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let inits_done = inp.containers.iter().filter(|c| c.init).all(|c| c.exit_code == Some(0));
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let inits_done = inp
+        .containers
+        .iter()
+        .filter(|c| c.init)
+        .all(|c| c.exit_code == Some(0));
     let phase = phase(inp);
     let mut init_statuses = Vec::new();
     let mut statuses = Vec::new();
@@ -132,16 +147,63 @@ pub fn build(inp: &Input<'_>) -> Value {
             statuses.push(container_status(c, !inits_done));
         }
     }
-    let unready: Vec<&str> = inp.containers.iter().filter(|c| !c.init && !c.ready).map(|c| c.name).collect();
-    let uninit: Vec<&str> = inp.containers.iter().filter(|c| c.init && c.exit_code != Some(0)).map(|c| c.name).collect();
+    let unready: Vec<&str> = inp
+        .containers
+        .iter()
+        .filter(|c| !c.init && !c.ready)
+        .map(|c| c.name)
+        .collect();
+    let uninit: Vec<&str> = inp
+        .containers
+        .iter()
+        .filter(|c| c.init && c.exit_code != Some(0))
+        .map(|c| c.name)
+        .collect();
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let ready = unready.is_empty() && !terminal;
-    let unready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
+    let unready_reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let mut conditions = vec![
-        condition(inp.pod, "PodReadyToStartContainers", inp.sandbox_ready && !terminal, None, &now),
-        condition(inp.pod, "Initialized", uninit.is_empty(), Some(("ContainersNotInitialized", format!("containers with incomplete status: [{}]", uninit.join(" ")))), &now),
-        condition(inp.pod, "Ready", ready, Some((unready_reason, format!("containers with unready status: [{}]", unready.join(" ")))), &now),
-        condition(inp.pod, "ContainersReady", ready, Some((unready_reason, format!("containers with unready status: [{}]", unready.join(" ")))), &now),
+        condition(
+            inp.pod,
+            "PodReadyToStartContainers",
+            inp.sandbox_ready && !terminal,
+            None,
+            &now,
+        ),
+        condition(
+            inp.pod,
+            "Initialized",
+            uninit.is_empty(),
+            Some((
+                "ContainersNotInitialized",
+                format!("containers with incomplete status: [{}]", uninit.join(" ")),
+            )),
+            &now,
+        ),
+        condition(
+            inp.pod,
+            "Ready",
+            ready,
+            Some((
+                unready_reason,
+                format!("containers with unready status: [{}]", unready.join(" ")),
+            )),
+            &now,
+        ),
+        condition(
+            inp.pod,
+            "ContainersReady",
+            ready,
+            Some((
+                unready_reason,
+                format!("containers with unready status: [{}]", unready.join(" ")),
+            )),
+            &now,
+        ),
     ];
     conditions.push(condition(inp.pod, "PodScheduled", true, None, &now));
     let mut st = json!({
@@ -190,7 +252,15 @@ mod tests {
     }
 
     fn input<'a>(pod: &'a Pod, cs: Vec<Ctr<'a>>) -> Input<'a> {
-        Input { pod, ip: Some("10.244.1.2"), host_ip: "192.168.1.2", start_time: "2024-01-01T00:00:00Z", sandbox_ready: true, restart_policy: "Always", containers: cs }
+        Input {
+            pod,
+            ip: Some("10.244.1.2"),
+            host_ip: "192.168.1.2",
+            start_time: "2024-01-01T00:00:00Z",
+            sandbox_ready: true,
+            restart_policy: "Always",
+            containers: cs,
+        }
     }
 
     #[test]
@@ -203,8 +273,16 @@ mod tests {
         let st = build(&input(&pod, vec![c]));
         assert_eq!(st["phase"], "Running");
         assert_eq!(st["podIP"], "10.244.1.2");
-        assert_eq!(st["containerStatuses"][0]["state"]["running"]["startedAt"], "2024-01-01T00:00:01Z");
-        let ready = st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        assert_eq!(
+            st["containerStatuses"][0]["state"]["running"]["startedAt"],
+            "2024-01-01T00:00:01Z"
+        );
+        let ready = st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
         assert_eq!(ready["status"], "True");
     }
 
@@ -233,11 +311,17 @@ mod tests {
         let main = ctr("main");
         let st = build(&input(&pod, vec![init, main]));
         assert_eq!(st["phase"], "Pending");
-        assert_eq!(st["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing");
+        assert_eq!(
+            st["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
         let mut done = ctr("job");
         done.exit_code = Some(0);
         done.terminated = Some(json!({"exitCode": 0, "reason": "Completed"}));
-        assert_eq!(build(&input(&pod, vec![done])).get("phase").unwrap(), "Succeeded");
+        assert_eq!(
+            build(&input(&pod, vec![done])).get("phase").unwrap(),
+            "Succeeded"
+        );
         let mut failed = ctr("job");
         failed.exit_code = Some(2);
         assert_eq!(phase(&input(&pod, vec![failed])), "Failed");

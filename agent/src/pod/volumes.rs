@@ -27,11 +27,17 @@ fn keyed(
             .iter()
             .filter_map(|i| {
                 let v = data.get(&i.key)?;
-                let mode = i.mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(default_mode);
+                let mode = i
+                    .mode
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(default_mode);
                 Some((i.path.clone(), v.clone(), mode))
             })
             .collect(),
-        None => data.into_iter().map(|(k, v)| (k, v, default_mode)).collect(),
+        None => data
+            .into_iter()
+            .map(|(k, v)| (k, v, default_mode))
+            .collect(),
     }
 }
 
@@ -73,7 +79,8 @@ pub fn write_files(dir: &Path, files: &Files) -> Result<(), String> {
         }
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
         }
         std::fs::write(&p, bytes).map_err(|e| format!("write {}: {e}", p.display()))?;
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode));
@@ -91,7 +98,11 @@ pub struct Volumes<'a> {
 
 impl Volumes<'_> {
     fn ns(&self) -> String {
-        self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())
+        self.pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into())
     }
 
     fn tmpfs(&self, dir: &Path, size: Option<String>) -> Result<(), String> {
@@ -100,11 +111,21 @@ impl Volumes<'_> {
         }
         let data = size.map(|s| format!("size={s}"));
         self.sys
-            .mount(Some(Path::new("tmpfs")), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data.as_deref())
+            .mount(
+                Some(Path::new("tmpfs")),
+                dir,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                data.as_deref(),
+            )
             .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))
     }
 
-    async fn config_map(&self, name: &str, optional: bool) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    async fn config_map(
+        &self,
+        name: &str,
+        optional: bool,
+    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns());
         match api.get_opt(name).await {
             Ok(Some(cm)) => Ok(cm_data(cm)),
@@ -114,7 +135,11 @@ impl Volumes<'_> {
         }
     }
 
-    async fn secret(&self, name: &str, optional: bool) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    async fn secret(
+        &self,
+        name: &str,
+        optional: bool,
+    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns());
         match api.get_opt(name).await {
             Ok(Some(s)) => Ok(secret_data(s)),
@@ -125,7 +150,11 @@ impl Volumes<'_> {
     }
 
     /// A token for the pod's service account via the TokenRequest API (bound to the pod).
-    async fn token(&self, audience: Option<&str>, expiration: Option<i64>) -> Result<Vec<u8>, String> {
+    async fn token(
+        &self,
+        audience: Option<&str>,
+        expiration: Option<i64>,
+    ) -> Result<Vec<u8>, String> {
         let sa = self
             .pod
             .spec
@@ -146,7 +175,10 @@ impl Volumes<'_> {
                 },
             },
         });
-        let url = format!("/api/v1/namespaces/{}/serviceaccounts/{sa}/token", self.ns());
+        let url = format!(
+            "/api/v1/namespaces/{}/serviceaccounts/{sa}/token",
+            self.ns()
+        );
         let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
         let request = http::Request::post(url)
             .header("content-type", "application/json")
@@ -163,11 +195,18 @@ impl Volumes<'_> {
             .ok_or_else(|| "token request returned no token".to_owned())
     }
 
-    fn downward(&self, items: &[k8s_openapi::api::core::v1::DownwardAPIVolumeFile], default_mode: u32) -> Files {
+    fn downward(
+        &self,
+        items: &[k8s_openapi::api::core::v1::DownwardAPIVolumeFile],
+        default_mode: u32,
+    ) -> Files {
         items
             .iter()
             .filter_map(|i| {
-                let v = i.field_ref.as_ref().and_then(|f| field_ref(self.pod, &f.field_path))?;
+                let v = i
+                    .field_ref
+                    .as_ref()
+                    .and_then(|f| field_ref(self.pod, &f.field_path))?;
                 Some((i.path.clone(), v.into_bytes(), mode(i.mode, default_mode)))
             })
             .collect()
@@ -177,12 +216,18 @@ impl Volumes<'_> {
         if let Some(hp) = &v.host_path {
             let p = PathBuf::from(&hp.path);
             match hp.type_.as_deref() {
-                Some("DirectoryOrCreate") => std::fs::create_dir_all(&p).map_err(|e| e.to_string())?,
+                Some("DirectoryOrCreate") => {
+                    std::fs::create_dir_all(&p).map_err(|e| e.to_string())?
+                }
                 Some("FileOrCreate") if !p.exists() => {
                     std::fs::write(&p, b"").map_err(|e| e.to_string())?;
                 }
-                Some("Directory") if !p.is_dir() => return Err(format!("hostPath {} is not a directory", hp.path)),
-                Some("File") if !p.is_file() => return Err(format!("hostPath {} is not a file", hp.path)),
+                Some("Directory") if !p.is_dir() => {
+                    return Err(format!("hostPath {} is not a directory", hp.path));
+                }
+                Some("File") if !p.is_file() => {
+                    return Err(format!("hostPath {} is not a file", hp.path));
+                }
                 _ => {}
             }
             return Ok(p);
@@ -195,25 +240,40 @@ impl Volumes<'_> {
             }
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
         } else if let Some(cm) = &v.config_map {
-            let data = self.config_map(&cm.name, cm.optional.unwrap_or(false)).await?;
-            write_files(&dir, &keyed(data, cm.items.as_ref(), mode(cm.default_mode, 0o644)))?;
+            let data = self
+                .config_map(&cm.name, cm.optional.unwrap_or(false))
+                .await?;
+            write_files(
+                &dir,
+                &keyed(data, cm.items.as_ref(), mode(cm.default_mode, 0o644)),
+            )?;
         } else if let Some(s) = &v.secret {
             self.tmpfs(&dir, None)?;
             let name = s.secret_name.clone().unwrap_or_default();
             let data = self.secret(&name, s.optional.unwrap_or(false)).await?;
-            write_files(&dir, &keyed(data, s.items.as_ref(), mode(s.default_mode, 0o644)))?;
+            write_files(
+                &dir,
+                &keyed(data, s.items.as_ref(), mode(s.default_mode, 0o644)),
+            )?;
         } else if let Some(d) = &v.downward_api {
-            let files = self.downward(d.items.as_deref().unwrap_or_default(), mode(d.default_mode, 0o644));
+            let files = self.downward(
+                d.items.as_deref().unwrap_or_default(),
+                mode(d.default_mode, 0o644),
+            );
             write_files(&dir, &files)?;
         } else if let Some(p) = &v.projected {
             self.tmpfs(&dir, None)?;
             let dm = mode(p.default_mode, 0o644);
             for src in p.sources.as_deref().unwrap_or_default() {
                 let files = if let Some(t) = &src.service_account_token {
-                    let token = self.token(t.audience.as_deref(), t.expiration_seconds).await?;
+                    let token = self
+                        .token(t.audience.as_deref(), t.expiration_seconds)
+                        .await?;
                     vec![(t.path.clone(), token, dm)]
                 } else if let Some(cm) = &src.config_map {
-                    let data = self.config_map(&cm.name, cm.optional.unwrap_or(false)).await?;
+                    let data = self
+                        .config_map(&cm.name, cm.optional.unwrap_or(false))
+                        .await?;
                     keyed(data, cm.items.as_ref(), dm)
                 } else if let Some(s) = &src.secret {
                     let data = self.secret(&s.name, s.optional.unwrap_or(false)).await?;
@@ -232,9 +292,17 @@ impl Volumes<'_> {
     /// Every volume of the pod: name → host path.
     pub async fn prepare(&self) -> Result<BTreeMap<String, PathBuf>, String> {
         let mut out = BTreeMap::new();
-        let vols = self.pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+        let vols = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
         for v in &vols {
-            let p = self.one(v).await.map_err(|e| format!("volume \"{}\": {e}", v.name))?;
+            let p = self
+                .one(v)
+                .await
+                .map_err(|e| format!("volume \"{}\": {e}", v.name))?;
             out.insert(v.name.clone(), p);
         }
         Ok(out)
@@ -281,10 +349,17 @@ mod tests {
 
     #[test]
     fn keys_items_modes() {
-        let data = BTreeMap::from([("a".to_string(), b"1".to_vec()), ("b".into(), b"2".to_vec())]);
+        let data = BTreeMap::from([
+            ("a".to_string(), b"1".to_vec()),
+            ("b".into(), b"2".to_vec()),
+        ]);
         let all = keyed(data.clone(), None, 0o644);
         assert_eq!(all.len(), 2);
-        let items = vec![KeyToPath { key: "b".into(), path: "sub/b.txt".into(), mode: Some(0o400) }];
+        let items = vec![KeyToPath {
+            key: "b".into(),
+            path: "sub/b.txt".into(),
+            mode: Some(0o400),
+        }];
         let some = keyed(data, Some(&items), 0o644);
         assert_eq!(some, vec![("sub/b.txt".to_string(), b"2".to_vec(), 0o400)]);
         let d = tempfile::tempdir().unwrap();
@@ -301,12 +376,18 @@ mod tests {
         assert!(d.path().join("a/b").is_dir());
         assert!(sub_path(d.path(), "../etc").is_err());
         std::os::unix::fs::symlink("/etc", d.path().join("link")).unwrap();
-        assert_eq!(sub_path(d.path(), "link/x").unwrap(), d.path().join("etc/x"));
+        assert_eq!(
+            sub_path(d.path(), "link/x").unwrap(),
+            d.path().join("etc/x")
+        );
     }
 
     #[test]
     fn secret_and_configmap_bytes() {
-        let s: Secret = serde_json::from_value(json!({"data": {"k": base64::engine::general_purpose::STANDARD.encode("v")}})).unwrap();
+        let s: Secret = serde_json::from_value(
+            json!({"data": {"k": base64::engine::general_purpose::STANDARD.encode("v")}}),
+        )
+        .unwrap();
         assert_eq!(secret_data(s)["k"], b"v");
         let cm: ConfigMap = serde_json::from_value(json!({"data": {"x": "y"}})).unwrap();
         assert_eq!(cm_data(cm)["x"], b"y");

@@ -46,8 +46,8 @@ struct Meta {
     image_id: String,
 }
 
-/// How an attempt ended.
-#[derive(Debug, Clone)]
+/// How an attempt ended (kept as `terminated.json` so a restarted agent reports the same).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Terminated {
     exit_code: i32,
     signal: Option<i32>,
@@ -107,7 +107,10 @@ impl Ctr {
     }
 
     fn succeeded(&self) -> bool {
-        self.current.as_ref().and_then(|i| i.finished.as_ref()).is_some_and(|t| t.exit_code == 0)
+        self.current
+            .as_ref()
+            .and_then(|i| i.finished.as_ref())
+            .is_some_and(|t| t.exit_code == 0)
     }
 
     fn finished(&self) -> Option<&Terminated> {
@@ -116,9 +119,13 @@ impl Ctr {
 
     fn ready(&self) -> bool {
         self.running()
-            && self.current.as_ref().and_then(|i| i.probes.as_ref()).is_none_or(|(st, _)| {
-                st.ready.load(Ordering::SeqCst) && st.started.load(Ordering::SeqCst)
-            })
+            && self
+                .current
+                .as_ref()
+                .and_then(|i| i.probes.as_ref())
+                .is_none_or(|(st, _)| {
+                    st.ready.load(Ordering::SeqCst) && st.started.load(Ordering::SeqCst)
+                })
     }
 
     fn started(&self) -> bool {
@@ -159,11 +166,17 @@ pub struct Worker {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn container_id(attempt_dir: &Path) -> String {
-    let seed = format!("{}{}", attempt_dir.display(), jiff::Timestamp::now().as_nanosecond());
+    let seed = format!(
+        "{}{}",
+        attempt_dir.display(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut out = String::new();
     for round in 0u8..4 {
@@ -232,7 +245,11 @@ impl Worker {
     }
 
     pub fn log_path(data: &Path, uid: &str, name: &str, attempt: u32) -> PathBuf {
-        data.join("pods").join(uid).join("logs").join(name).join(format!("{attempt}.log"))
+        data.join("pods")
+            .join(uid)
+            .join("logs")
+            .join(name)
+            .join(format!("{attempt}.log"))
     }
 
     /// Pick up what a previous agent left: sandbox, address, container attempts.
@@ -244,20 +261,33 @@ impl Worker {
                 ipc: Some(sandbox.join("ipc")),
                 uts: Some(sandbox.join("uts")),
             });
-            self.ip = self.ctx.net.as_ref().and_then(|n| n.ipam.lookup(&self.uid)).map(|i| i.to_string());
+            self.ip = self
+                .ctx
+                .net
+                .as_ref()
+                .and_then(|n| n.ipam.lookup(&self.uid))
+                .map(|i| i.to_string());
         }
         for i in 0..self.ctrs.len() {
             let name = self.ctrs[i].c.name.clone();
             let cdir = self.ctr_dir(&name);
             let mut attempts: Vec<u32> = std::fs::read_dir(&cdir)
-                .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                        .collect()
+                })
                 .unwrap_or_default();
             attempts.sort_unstable();
-            let Some(&latest) = attempts.last() else { continue };
+            let Some(&latest) = attempts.last() else {
+                continue;
+            };
             let load = |a: u32| -> Option<Instance> {
                 let d = cdir.join(a.to_string());
-                let meta: Meta = serde_json::from_slice(&std::fs::read(d.join("meta.json")).ok()?).ok()?;
-                let spec: ContainerSpec = serde_json::from_slice(&std::fs::read(d.join("spec.json")).ok()?).ok()?;
+                let meta: Meta =
+                    serde_json::from_slice(&std::fs::read(d.join("meta.json")).ok()?).ok()?;
+                let spec: ContainerSpec =
+                    serde_json::from_slice(&std::fs::read(d.join("spec.json")).ok()?).ok()?;
                 Some(Instance {
                     cgroup: format!("pod{}/{}", self.uid, meta.id),
                     meta,
@@ -322,7 +352,11 @@ impl Worker {
     }
 
     fn restart_policy(&self) -> &str {
-        self.pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .unwrap_or("Always")
     }
 
     async fn sync(&mut self) -> Result<(), String> {
@@ -335,18 +369,32 @@ impl Worker {
                 .pod
                 .metadata
                 .deletion_grace_period_seconds
-                .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .or_else(|| {
+                    self.pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                })
                 .unwrap_or(30);
-            self.kill_all(Duration::from_secs(u64::try_from(grace).unwrap_or(0))).await;
+            self.kill_all(Duration::from_secs(u64::try_from(grace).unwrap_or(0)))
+                .await;
             self.post_status().await;
             self.cleanup().await;
-            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.pod.metadata.namespace.as_deref().unwrap_or("default"));
+            let api: Api<Pod> = Api::namespaced(
+                self.ctx.client.clone(),
+                self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+            );
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
                 ..DeleteParams::default()
             };
-            let _ = api.delete(self.pod.metadata.name.as_deref().unwrap_or_default(), &dp).await;
+            let _ = api
+                .delete(self.pod.metadata.name.as_deref().unwrap_or_default(), &dp)
+                .await;
             self.gone = true;
             return Ok(());
         }
@@ -361,11 +409,22 @@ impl Worker {
         }
         self.sandbox_error = None;
         if self.volumes.is_none() {
-            let v = Volumes { client: &self.ctx.client, sys: self.ctx.runtime.sys.as_ref(), pod: &self.pod, dir: self.dir.join("volumes") };
+            let v = Volumes {
+                client: &self.ctx.client,
+                sys: self.ctx.runtime.sys.as_ref(),
+                pod: &self.pod,
+                dir: self.dir.join("volumes"),
+            };
             match v.prepare().await {
                 Ok(v) => self.volumes = Some(v),
                 Err(e) => {
-                    self.ctx.events.record(&self.pod, None, true, "FailedMount", format!("MountVolume.SetUp failed for {e}"));
+                    self.ctx.events.record(
+                        &self.pod,
+                        None,
+                        true,
+                        "FailedMount",
+                        format!("MountVolume.SetUp failed for {e}"),
+                    );
                     self.post_status().await;
                     return Err(e);
                 }
@@ -377,8 +436,10 @@ impl Worker {
     }
 
     fn phase_terminal(&self) -> bool {
-        matches!(self.pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
-            && !self.ctrs.iter().any(Ctr::running)
+        matches!(
+            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        ) && !self.ctrs.iter().any(Ctr::running)
     }
 
     async fn ensure_sandbox(&mut self) -> Result<(), String> {
@@ -394,19 +455,45 @@ impl Worker {
         let _ = std::fs::write(self.dir.join("pod.json"), meta.to_string());
         let sandbox = self.dir.join("ns");
         let ns = if crate::runtime::Runtime::sandbox_exists(&sandbox) {
-            Namespaces { net: Some(sandbox.join("net")), ipc: Some(sandbox.join("ipc")), uts: Some(sandbox.join("uts")) }
+            Namespaces {
+                net: Some(sandbox.join("net")),
+                ipc: Some(sandbox.join("ipc")),
+                uts: Some(sandbox.join("uts")),
+            }
         } else {
-            let hostname = self.pod.spec.as_ref().and_then(|s| s.hostname.clone()).or_else(|| self.pod.metadata.name.clone()).unwrap_or_default();
-            self.ctx.runtime.create_sandbox(&sandbox, &hostname).await.map_err(|e| {
-                let msg = format!("Failed to create pod sandbox: {e}");
-                self.ctx.events.record(&self.pod, None, true, "FailedCreatePodSandBox", msg.clone());
-                msg
-            })?
+            let hostname = self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.hostname.clone())
+                .or_else(|| self.pod.metadata.name.clone())
+                .unwrap_or_default();
+            self.ctx
+                .runtime
+                .create_sandbox(&sandbox, &hostname)
+                .await
+                .map_err(|e| {
+                    let msg = format!("Failed to create pod sandbox: {e}");
+                    self.ctx.events.record(
+                        &self.pod,
+                        None,
+                        true,
+                        "FailedCreatePodSandBox",
+                        msg.clone(),
+                    );
+                    msg
+                })?
         };
         if let (Some(net), Some(netns)) = (self.ctx.net.as_ref(), ns.net.as_ref()) {
             let ip = net.attach(netns, &self.uid).await.map_err(|e| {
                 let msg = format!("Failed to create pod sandbox: network: {e}");
-                self.ctx.events.record(&self.pod, None, true, "FailedCreatePodSandBox", msg.clone());
+                self.ctx.events.record(
+                    &self.pod,
+                    None,
+                    true,
+                    "FailedCreatePodSandBox",
+                    msg.clone(),
+                );
                 msg
             })?;
             self.ip = Some(ip.to_string());
@@ -420,19 +507,43 @@ impl Worker {
         let etc = self.dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
         let name = self.pod.metadata.name.clone().unwrap_or_default();
-        let hostname = self.pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone());
-        let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
+        let hostname = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.hostname.clone())
+            .unwrap_or_else(|| name.clone());
+        let mut hosts = String::from(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+        );
         if let Some(ip) = &self.ip {
             hosts.push_str(&format!("{ip}\t{hostname}\n"));
         }
-        for ha in self.pod.spec.as_ref().and_then(|s| s.host_aliases.clone()).unwrap_or_default() {
-            hosts.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{}\n", ha.ip, ha.hostnames.unwrap_or_default().join("\t")));
+        for ha in self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_aliases.clone())
+            .unwrap_or_default()
+        {
+            hosts.push_str(&format!(
+                "\n# Entries added by HostAliases.\n{}\t{}\n",
+                ha.ip,
+                ha.hostnames.unwrap_or_default().join("\t")
+            ));
         }
         std::fs::write(etc.join("hosts"), hosts).map_err(|e| e.to_string())?;
         std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
-        let ns = self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = self
+            .pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let resolv = match &self.ctx.cluster_dns {
-            Some(dns) => format!("search {ns}.svc.cluster.local svc.cluster.local cluster.local\nnameserver {dns}\noptions ndots:5\n"),
+            Some(dns) => format!(
+                "search {ns}.svc.cluster.local svc.cluster.local cluster.local\nnameserver {dns}\noptions ndots:5\n"
+            ),
             None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         };
         std::fs::write(etc.join("resolv.conf"), resolv).map_err(|e| e.to_string())?;
@@ -451,15 +562,23 @@ impl Worker {
             if liveness_failed {
                 let name = self.ctrs[i].c.name.clone();
                 let msg = format!("Container {name} failed liveness probe, will be restarted");
-                self.ctx.events.record(&self.pod, Some(&name), false, "Killing", msg);
+                self.ctx
+                    .events
+                    .record(&self.pod, Some(&name), false, "Killing", msg);
                 if let Some(inst) = self.ctrs[i].current.as_mut() {
                     inst.killing = true;
                     let pid = inst.meta.pid;
-                    let grace = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+                    let grace = self
+                        .pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                        .unwrap_or(30);
                     let rt = self.ctx.clone();
                     tokio::spawn(async move {
                         rt.runtime.signal(pid, Signal::SIGTERM);
-                        let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+                        let deadline =
+                            Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(0));
                         while alive(pid) && Instant::now() < deadline {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
@@ -478,6 +597,10 @@ impl Worker {
                 ctr.stop_probes();
                 if let Some(inst) = ctr.current.as_mut() {
                     let t = self.ctx.exit_of(inst, false);
+                    let _ = std::fs::write(
+                        inst.spec.state_dir.join("terminated.json"),
+                        serde_json::to_vec(&t).unwrap_or_default(),
+                    );
                     self.ctx.runtime.cleanup(&inst.spec);
                     self.ctx.runtime.cgroups.remove(&inst.cgroup);
                     if inst.started.elapsed() > BACKOFF_RESET {
@@ -547,7 +670,11 @@ impl Worker {
             None => {
                 // First restart right away; then 10 s, doubling.
                 let delay = ctr.backoff;
-                ctr.backoff = if delay.is_zero() { BACKOFF_START } else { (delay * 2).min(BACKOFF_MAX) };
+                ctr.backoff = if delay.is_zero() {
+                    BACKOFF_START
+                } else {
+                    (delay * 2).min(BACKOFF_MAX)
+                };
                 if delay.is_zero() {
                     return true;
                 }
@@ -557,9 +684,22 @@ impl Worker {
                 let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
                 ctr.waiting = Some((
                     "CrashLoopBackOff".into(),
-                    Some(format!("back-off {}s restarting failed container={name} pod={pod}_{ns}({})", delay.as_secs(), self.uid)),
+                    Some(format!(
+                        "back-off {}s restarting failed container={name} pod={pod}_{ns}({})",
+                        delay.as_secs(),
+                        self.uid
+                    )),
                 ));
-                self.ctx.events.record(&self.pod, Some(&name), true, "BackOff", format!("Back-off restarting failed container {name} in pod {pod}_{ns}({})", self.uid));
+                self.ctx.events.record(
+                    &self.pod,
+                    Some(&name),
+                    true,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {name} in pod {pod}_{ns}({})",
+                        self.uid
+                    ),
+                );
                 false
             }
             Some(at) if now >= at => true,
@@ -568,10 +708,21 @@ impl Worker {
     }
 
     async fn pull_secrets(&self) -> Vec<Vec<u8>> {
-        let ns = self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = self
+            .pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &ns);
         let mut out = Vec::new();
-        for r in self.pod.spec.as_ref().and_then(|s| s.image_pull_secrets.clone()).unwrap_or_default() {
+        for r in self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+        {
             if let Ok(Some(s)) = api.get_opt(&r.name).await
                 && let Some(d) = s.data.and_then(|mut d| d.remove(".dockerconfigjson"))
             {
@@ -586,7 +737,11 @@ impl Worker {
         let c = self.ctrs[i].c.clone();
         let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
             let img = c.image.as_deref().unwrap_or_default();
-            if img.ends_with(":latest") || !img.rsplit('/').next().unwrap_or(img).contains(':') { "Always".into() } else { "IfNotPresent".into() }
+            if img.ends_with(":latest") || !img.rsplit('/').next().unwrap_or(img).contains(':') {
+                "Always".into()
+            } else {
+                "IfNotPresent".into()
+            }
         });
         let image_ref = c.image.clone().unwrap_or_default();
         let secrets = self.pull_secrets().await;
@@ -594,17 +749,48 @@ impl Worker {
             Ok(img) => img,
             Err(e) => {
                 let ctr = &mut self.ctrs[i];
-                let back = matches!(ctr.waiting.as_ref().map(|w| w.0.as_str()), Some("ErrImagePull" | "ImagePullBackOff"));
-                self.ctx.events.record(&self.pod, Some(&c.name), true, "Failed", format!("Failed to pull image \"{image_ref}\": {e}"));
-                self.ctx.events.record(&self.pod, Some(&c.name), true, "Failed", format!("Error: {}", e.reason));
-                let delay = if back { (ctr.backoff * 2).clamp(BACKOFF_START, BACKOFF_MAX) } else { BACKOFF_START };
+                let back = matches!(
+                    ctr.waiting.as_ref().map(|w| w.0.as_str()),
+                    Some("ErrImagePull" | "ImagePullBackOff")
+                );
+                self.ctx.events.record(
+                    &self.pod,
+                    Some(&c.name),
+                    true,
+                    "Failed",
+                    format!("Failed to pull image \"{image_ref}\": {e}"),
+                );
+                self.ctx.events.record(
+                    &self.pod,
+                    Some(&c.name),
+                    true,
+                    "Failed",
+                    format!("Error: {}", e.reason),
+                );
+                let delay = if back {
+                    (ctr.backoff * 2).clamp(BACKOFF_START, BACKOFF_MAX)
+                } else {
+                    BACKOFF_START
+                };
                 ctr.backoff = delay;
                 ctr.next_start = Some(Instant::now() + delay);
                 if back {
-                    ctr.waiting = Some(("ImagePullBackOff".into(), Some(format!("Back-off pulling image \"{image_ref}\": {e}"))));
-                    self.ctx.events.record(&self.pod, Some(&c.name), false, "BackOff", format!("Back-off pulling image \"{image_ref}\""));
+                    ctr.waiting = Some((
+                        "ImagePullBackOff".into(),
+                        Some(format!("Back-off pulling image \"{image_ref}\": {e}")),
+                    ));
+                    self.ctx.events.record(
+                        &self.pod,
+                        Some(&c.name),
+                        false,
+                        "BackOff",
+                        format!("Back-off pulling image \"{image_ref}\""),
+                    );
                 } else {
-                    ctr.waiting = Some((e.reason.into(), Some(format!("failed to pull image \"{image_ref}\": {e}"))));
+                    ctr.waiting = Some((
+                        e.reason.into(),
+                        Some(format!("failed to pull image \"{image_ref}\": {e}")),
+                    ));
                 }
                 // Retries go through the normal path: treat as not started.
                 ctr.current = ctr.current.take().filter(|inst| inst.finished.is_some());
@@ -616,9 +802,21 @@ impl Worker {
             }
         };
         if image.pulled {
-            self.ctx.events.record(&self.pod, Some(&c.name), false, "Pulled", format!("Successfully pulled image \"{image_ref}\""));
+            self.ctx.events.record(
+                &self.pod,
+                Some(&c.name),
+                false,
+                "Pulled",
+                format!("Successfully pulled image \"{image_ref}\""),
+            );
         } else {
-            self.ctx.events.record(&self.pod, Some(&c.name), false, "Pulled", format!("Container image \"{image_ref}\" already present on machine"));
+            self.ctx.events.record(
+                &self.pod,
+                Some(&c.name),
+                false,
+                "Pulled",
+                format!("Container image \"{image_ref}\" already present on machine"),
+            );
         }
         let attempt = self.ctrs[i].attempts;
         let adir = self.ctr_dir(&c.name).join(attempt.to_string());
@@ -629,7 +827,13 @@ impl Worker {
                 let ctr = &mut self.ctrs[i];
                 ctr.waiting = Some(("CreateContainerConfigError".into(), Some(e.clone())));
                 ctr.next_start = Some(Instant::now() + BACKOFF_START);
-                self.ctx.events.record(&self.pod, Some(&c.name), true, "Failed", format!("Error: {e}"));
+                self.ctx.events.record(
+                    &self.pod,
+                    Some(&c.name),
+                    true,
+                    "Failed",
+                    format!("Error: {e}"),
+                );
                 return;
             }
         };
@@ -647,12 +851,42 @@ impl Worker {
             Ok(s) => (s.pid.unwrap_or(0), s.shim_pid.unwrap_or(0), s.error),
             Err(e) => (0, 0, Some(e.to_string())),
         };
-        let meta = Meta { id: id.clone(), pid, shim_pid, started_at: started_at.clone(), image: image_ref.clone(), image_id: image.id.clone() };
-        let _ = std::fs::write(adir.join("meta.json"), serde_json::to_vec(&meta).unwrap_or_default());
-        self.ctx.events.record(&self.pod, Some(&c.name), false, "Created", format!("Created container {}", c.name));
-        let mut inst = Instance { meta, spec, cgroup, finished: None, probes: None, started: Instant::now(), killing: false };
+        let meta = Meta {
+            id: id.clone(),
+            pid,
+            shim_pid,
+            started_at: started_at.clone(),
+            image: image_ref.clone(),
+            image_id: image.id.clone(),
+        };
+        let _ = std::fs::write(
+            adir.join("meta.json"),
+            serde_json::to_vec(&meta).unwrap_or_default(),
+        );
+        self.ctx.events.record(
+            &self.pod,
+            Some(&c.name),
+            false,
+            "Created",
+            format!("Created container {}", c.name),
+        );
+        let mut inst = Instance {
+            meta,
+            spec,
+            cgroup,
+            finished: None,
+            probes: None,
+            started: Instant::now(),
+            killing: false,
+        };
         if let Some(e) = error {
-            self.ctx.events.record(&self.pod, Some(&c.name), true, "Failed", format!("Error: failed to start container \"{}\": {e}", c.name));
+            self.ctx.events.record(
+                &self.pod,
+                Some(&c.name),
+                true,
+                "Failed",
+                format!("Error: failed to start container \"{}\": {e}", c.name),
+            );
             inst.finished = Some(Terminated {
                 exit_code: 128,
                 signal: None,
@@ -664,7 +898,13 @@ impl Worker {
             });
             self.ctx.runtime.cleanup(&inst.spec);
         } else {
-            self.ctx.events.record(&self.pod, Some(&c.name), false, "Started", format!("Started container {}", c.name));
+            self.ctx.events.record(
+                &self.pod,
+                Some(&c.name),
+                false,
+                "Started",
+                format!("Started container {}", c.name),
+            );
         }
         self.ctrs[i].current = Some(inst);
         self.start_probes_if_running(i);
@@ -679,7 +919,9 @@ impl Worker {
         if c.liveness_probe.is_none() && c.readiness_probe.is_none() && c.startup_probe.is_none() {
             return;
         }
-        let Some(inst) = ctr.current.as_ref() else { return };
+        let Some(inst) = ctr.current.as_ref() else {
+            return;
+        };
         let exec_base = ExecSpec {
             pid: inst.meta.pid,
             args: vec![],
@@ -698,7 +940,10 @@ impl Worker {
         let exec: probe::ExecFn = Arc::new(move |args, timeout| {
             let mut spec = exec_base.clone();
             spec.args = args;
-            let path = state_dir.join(format!("exec-{}.json", jiff::Timestamp::now().as_nanosecond()));
+            let path = state_dir.join(format!(
+                "exec-{}.json",
+                jiff::Timestamp::now().as_nanosecond()
+            ));
             let exe = exe.clone();
             Box::pin(async move { run_exec(&exe, &path, &spec, timeout).await })
         });
@@ -711,7 +956,13 @@ impl Worker {
         let pod = self.pod.clone();
         let name = c.name.clone();
         let report: probe::Report = Arc::new(move |kind, msg| {
-            events.record(&pod, Some(&name), true, "Unhealthy", format!("{kind} probe failed: {msg}"));
+            events.record(
+                &pod,
+                Some(&name),
+                true,
+                "Unhealthy",
+                format!("{kind} probe failed: {msg}"),
+            );
         });
         let (st, tasks) = probe::start(target, self.wake.clone(), report);
         if let Some(inst) = self.ctrs[i].current.as_mut() {
@@ -719,8 +970,17 @@ impl Worker {
         }
     }
 
-    async fn env(&self, c: &Container, image: &ImageConfig) -> Result<(Vec<String>, BTreeMap<String, String>), String> {
-        let ns = self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    async fn env(
+        &self,
+        c: &Container,
+        image: &ImageConfig,
+    ) -> Result<(Vec<String>, BTreeMap<String, String>), String> {
+        let ns = self
+            .pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut set = |k: String, v: String, vars: &mut BTreeMap<String, String>| {
@@ -755,7 +1015,11 @@ impl Worker {
                 match secrets.get_opt(&r.name).await {
                     Ok(Some(s)) => {
                         for (k, v) in s.data.unwrap_or_default() {
-                            set(format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned(), &mut vars);
+                            set(
+                                format!("{prefix}{k}"),
+                                String::from_utf8_lossy(&v.0).into_owned(),
+                                &mut vars,
+                            );
                         }
                     }
                     _ if r.optional.unwrap_or(false) => {}
@@ -780,7 +1044,12 @@ impl Worker {
                         Ok(Some(cm)) => match cm.data.unwrap_or_default().remove(&k.key) {
                             Some(v) => v,
                             None if k.optional.unwrap_or(false) => continue,
-                            None => return Err(format!("couldn't find key {} in ConfigMap {ns}/{}", k.key, k.name)),
+                            None => {
+                                return Err(format!(
+                                    "couldn't find key {} in ConfigMap {ns}/{}",
+                                    k.key, k.name
+                                ));
+                            }
                         },
                         _ if k.optional.unwrap_or(false) => continue,
                         _ => return Err(format!("configmap \"{}\" not found", k.name)),
@@ -790,7 +1059,12 @@ impl Worker {
                         Ok(Some(s)) => match s.data.unwrap_or_default().remove(&k.key) {
                             Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                             None if k.optional.unwrap_or(false) => continue,
-                            None => return Err(format!("couldn't find key {} in Secret {ns}/{}", k.key, k.name)),
+                            None => {
+                                return Err(format!(
+                                    "couldn't find key {} in Secret {ns}/{}",
+                                    k.key, k.name
+                                ));
+                            }
                         },
                         _ if k.optional.unwrap_or(false) => continue,
                         _ => return Err(format!("secret \"{}\" not found", k.name)),
@@ -803,14 +1077,29 @@ impl Worker {
             };
             set(e.name, value, &mut vars);
         }
-        let list = order.iter().map(|k| format!("{k}={}", vars.get(k).cloned().unwrap_or_default())).collect();
+        let list = order
+            .iter()
+            .map(|k| format!("{k}={}", vars.get(k).cloned().unwrap_or_default()))
+            .collect();
         Ok((list, vars))
     }
 
-    async fn build_spec(&self, c: &Container, image: &Image, adir: &Path, id: &str, attempt: u32) -> Result<ContainerSpec, String> {
+    async fn build_spec(
+        &self,
+        c: &Container,
+        image: &Image,
+        adir: &Path,
+        id: &str,
+        attempt: u32,
+    ) -> Result<ContainerSpec, String> {
         let (env, vars) = self.env(c, &image.config).await?;
         let args = argv(c, &image.config, &vars);
-        let psc = self.pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+        let psc = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.clone())
+            .unwrap_or_default();
         let sc = c.security_context.clone().unwrap_or_default();
         let (mut uid, mut gid) = (0u32, 0u32);
         if let Some(u) = image.config.user.as_deref().filter(|u| !u.is_empty()) {
@@ -819,8 +1108,13 @@ impl Worker {
                 Some(n) => uid = n,
                 None => {
                     let name = u.split(':').next().unwrap_or(u);
-                    let passwd = image.layers.iter().find_map(|l| std::fs::read_to_string(l.join("etc/passwd")).ok()).unwrap_or_default();
-                    let (lu, lg) = passwd_lookup(&passwd, name).ok_or_else(|| format!("unable to find user {name}"))?;
+                    let passwd = image
+                        .layers
+                        .iter()
+                        .find_map(|l| std::fs::read_to_string(l.join("etc/passwd")).ok())
+                        .unwrap_or_default();
+                    let (lu, lg) = passwd_lookup(&passwd, name)
+                        .ok_or_else(|| format!("unable to find user {name}"))?;
                     uid = lu;
                     gid = lg;
                 }
@@ -839,38 +1133,83 @@ impl Worker {
             return Err("container has runAsNonRoot and image will run as root".into());
         }
         let mut groups: Vec<u32> = vec![gid];
-        for g in psc.supplemental_groups.clone().unwrap_or_default().into_iter().chain(psc.fs_group) {
+        for g in psc
+            .supplemental_groups
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(psc.fs_group)
+        {
             if let Ok(g) = u32::try_from(g) {
                 groups.push(g);
             }
         }
         let privileged = sc.privileged.unwrap_or(false);
         let capabilities = caps::mask(
-            &sc.capabilities.as_ref().and_then(|c| c.add.clone()).unwrap_or_default(),
-            &sc.capabilities.as_ref().and_then(|c| c.drop.clone()).unwrap_or_default(),
+            &sc.capabilities
+                .as_ref()
+                .and_then(|c| c.add.clone())
+                .unwrap_or_default(),
+            &sc.capabilities
+                .as_ref()
+                .and_then(|c| c.drop.clone())
+                .unwrap_or_default(),
             privileged,
         );
         let vols = self.volumes.clone().unwrap_or_default();
         let etc = self.dir.join("etc");
         let mut mounts = vec![
-            Mount { source: etc.join("hosts"), destination: "/etc/hosts".into(), readonly: false },
-            Mount { source: etc.join("hostname"), destination: "/etc/hostname".into(), readonly: false },
-            Mount { source: etc.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: false },
+            Mount {
+                source: etc.join("hosts"),
+                destination: "/etc/hosts".into(),
+                readonly: false,
+            },
+            Mount {
+                source: etc.join("hostname"),
+                destination: "/etc/hostname".into(),
+                readonly: false,
+            },
+            Mount {
+                source: etc.join("resolv.conf"),
+                destination: "/etc/resolv.conf".into(),
+                readonly: false,
+            },
         ];
         for vm in c.volume_mounts.clone().unwrap_or_default() {
-            let base = vols.get(&vm.name).ok_or_else(|| format!("volume \"{}\" not found", vm.name))?;
+            let base = vols
+                .get(&vm.name)
+                .ok_or_else(|| format!("volume \"{}\" not found", vm.name))?;
             let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 Some(sp) => sub_path(base, &expand(sp, &vars))?,
                 None => base.clone(),
             };
-            mounts.push(Mount { source, destination: vm.mount_path.clone(), readonly: vm.read_only.unwrap_or(false) });
+            mounts.push(Mount {
+                source,
+                destination: vm.mount_path.clone(),
+                readonly: vm.read_only.unwrap_or(false),
+            });
         }
-        let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
-        let requests = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
+        let limits = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
+        let requests = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default();
         let lim = Limits {
-            memory_bytes: limits.get("memory").and_then(|q| super::quantity::bytes(&q.0)),
-            cpu_limit_millis: limits.get("cpu").and_then(|q| super::quantity::millis(&q.0)),
-            cpu_request_millis: requests.get("cpu").or(limits.get("cpu")).and_then(|q| super::quantity::millis(&q.0)),
+            memory_bytes: limits
+                .get("memory")
+                .and_then(|q| super::quantity::bytes(&q.0)),
+            cpu_limit_millis: limits
+                .get("cpu")
+                .and_then(|q| super::quantity::millis(&q.0)),
+            cpu_request_millis: requests
+                .get("cpu")
+                .or(limits.get("cpu"))
+                .and_then(|q| super::quantity::millis(&q.0)),
             pids: None,
         };
         let cgroups = self
@@ -880,8 +1219,18 @@ impl Worker {
             .create(&format!("pod{}/{id}", self.uid), &lim)
             .map_err(|e| format!("cgroup: {e}"))?;
         let ns = self.ns.clone().unwrap_or_default();
-        let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
-        let cwd = c.working_dir.clone().or_else(|| image.config.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let cwd = c
+            .working_dir
+            .clone()
+            .or_else(|| image.config.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into());
         Ok(ContainerSpec {
             id: id.to_owned(),
             rootfs: Rootfs {
@@ -891,7 +1240,11 @@ impl Worker {
                 merged: adir.join("rootfs"),
                 readonly: sc.read_only_root_filesystem.unwrap_or(false),
             },
-            namespaces: Namespaces { net: if host_network { None } else { ns.net }, ipc: ns.ipc, uts: if host_network { None } else { ns.uts } },
+            namespaces: Namespaces {
+                net: if host_network { None } else { ns.net },
+                ipc: ns.ipc,
+                uts: if host_network { None } else { ns.uts },
+            },
             mounts,
             args,
             env,
@@ -921,10 +1274,20 @@ impl Worker {
                 && inst.finished.is_none()
             {
                 if !inst.killing {
-                    self.ctx.events.record(&self.pod, Some(&ctr.c.name), false, "Killing", format!("Stopping container {}", ctr.c.name));
+                    self.ctx.events.record(
+                        &self.pod,
+                        Some(&ctr.c.name),
+                        false,
+                        "Killing",
+                        format!("Stopping container {}", ctr.c.name),
+                    );
                 }
                 inst.killing = true;
-                pids.push((inst.meta.pid, ctr.c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()), inst.spec.clone()));
+                pids.push((
+                    inst.meta.pid,
+                    ctr.c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()),
+                    inst.spec.clone(),
+                ));
             }
         }
         for (pid, pre_stop, spec) in &pids {
@@ -953,7 +1316,13 @@ impl Worker {
         self.observe_exits();
     }
 
-    async fn run_hook(&self, pid: i32, h: &k8s_openapi::api::core::v1::LifecycleHandler, spec: &ContainerSpec, deadline: Instant) {
+    async fn run_hook(
+        &self,
+        pid: i32,
+        h: &k8s_openapi::api::core::v1::LifecycleHandler,
+        spec: &ContainerSpec,
+        deadline: Instant,
+    ) {
         let timeout = deadline.saturating_duration_since(Instant::now());
         if let Some(e) = &h.exec {
             let es = ExecSpec {
@@ -972,7 +1341,11 @@ impl Worker {
             let path = spec.state_dir.join("prestop.json");
             let _ = run_exec(&self.ctx.runtime.exe, &path, &es, timeout).await;
         } else if let Some(hg) = &h.http_get {
-            let p = k8s_openapi::api::core::v1::Probe { http_get: Some(hg.clone()), timeout_seconds: i32::try_from(timeout.as_secs()).ok(), ..Default::default() };
+            let p = k8s_openapi::api::core::v1::Probe {
+                http_get: Some(hg.clone()),
+                timeout_seconds: i32::try_from(timeout.as_secs()).ok(),
+                ..Default::default()
+            };
             let t = probe::Target {
                 pod_ip: self.ip.as_ref().and_then(|i| i.parse().ok()),
                 container: Container::default(),
@@ -980,7 +1353,10 @@ impl Worker {
             };
             let _ = probe::check(&p, &t).await;
         } else if let Some(s) = &h.sleep {
-            tokio::time::sleep(Duration::from_secs(u64::try_from(s.seconds).unwrap_or(0)).min(timeout)).await;
+            tokio::time::sleep(
+                Duration::from_secs(u64::try_from(s.seconds).unwrap_or(0)).min(timeout),
+            )
+            .await;
         }
     }
 
@@ -1019,7 +1395,11 @@ impl Worker {
                     image_id: &c.image_id,
                     init: c.init,
                     restarts: c.attempts.saturating_sub(1),
-                    running_since: c.current.as_ref().filter(|i| i.finished.is_none()).map(|i| i.meta.started_at.as_str()),
+                    running_since: c
+                        .current
+                        .as_ref()
+                        .filter(|i| i.finished.is_none())
+                        .map(|i| i.meta.started_at.as_str()),
                     container_id: c.current.as_ref().map(|i| format!("skiff://{}", i.meta.id)),
                     terminated: c.finished().map(Terminated::json),
                     last: c.last.as_ref().map(Terminated::json),
@@ -1027,7 +1407,9 @@ impl Worker {
                     ready: c.ready(),
                     started: c.started(),
                     exit_code: c.finished().map(|t| t.exit_code),
-                    will_restart: c.finished().is_some_and(|t| self.should_restart(t) || (c.init && self.restart_policy() != "Never")),
+                    will_restart: c.finished().is_some_and(|t| {
+                        self.should_restart(t) || (c.init && self.restart_policy() != "Never")
+                    }),
                 })
                 .collect(),
         })
@@ -1038,10 +1420,17 @@ impl Worker {
         if st == self.last_status {
             return;
         }
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let api: Api<Pod> = Api::namespaced(
+            self.ctx.client.clone(),
+            self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let patch = json!({"status": st});
         match api
-            .patch_status(self.pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                self.pod.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(p) => {
@@ -1057,8 +1446,14 @@ impl Worker {
 }
 
 /// Run an exec helper with a deadline; Ok(exit code).
-async fn run_exec(exe: &Path, path: &Path, spec: &ExecSpec, timeout: Duration) -> Result<i32, String> {
-    std::fs::write(path, serde_json::to_vec(spec).unwrap_or_default()).map_err(|e| e.to_string())?;
+async fn run_exec(
+    exe: &Path,
+    path: &Path,
+    spec: &ExecSpec,
+    timeout: Duration,
+) -> Result<i32, String> {
+    std::fs::write(path, serde_json::to_vec(spec).unwrap_or_default())
+        .map_err(|e| e.to_string())?;
     let child = tokio::process::Command::new(exe)
         .args(["container-init", "--exec"])
         .arg(path)
@@ -1069,7 +1464,9 @@ async fn run_exec(exe: &Path, path: &Path, spec: &ExecSpec, timeout: Duration) -
         .spawn()
         .map_err(|e| e.to_string());
     let out = match child {
-        Ok(c) => tokio::time::timeout(timeout.max(Duration::from_secs(1)), c.wait_with_output()).await,
+        Ok(c) => {
+            tokio::time::timeout(timeout.max(Duration::from_secs(1)), c.wait_with_output()).await
+        }
         Err(e) => {
             let _ = std::fs::remove_file(path);
             return Err(e);
@@ -1086,6 +1483,12 @@ async fn run_exec(exe: &Path, path: &Path, spec: &ExecSpec, timeout: Duration) -
 impl Ctx {
     /// How an attempt ended, from the shim's record (or its absence).
     fn exit_of(&self, inst: &Instance, assume_gone: bool) -> Terminated {
+        if let Some(t) = std::fs::read(inst.spec.state_dir.join("terminated.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Terminated>(&b).ok())
+        {
+            return t;
+        }
         let exit = read_exit(&inst.spec.state_dir);
         let oom = self.runtime.cgroups.oom_kills(&inst.cgroup) > 0;
         let container_id = format!("skiff://{}", inst.meta.id);
@@ -1106,7 +1509,12 @@ impl Ctx {
                     reason: reason.into(),
                     message: e.error,
                     started_at: inst.meta.started_at.clone(),
-                    finished_at: e.finished_at.split('.').next().map(|s| format!("{}Z", s.trim_end_matches('Z'))).unwrap_or(e.finished_at),
+                    finished_at: e
+                        .finished_at
+                        .split('.')
+                        .next()
+                        .map(|s| format!("{}Z", s.trim_end_matches('Z')))
+                        .unwrap_or(e.finished_at),
                     container_id,
                 }
             }

@@ -66,9 +66,8 @@ pub fn parse_mountinfo(text: &str) -> (Option<PathBuf>, Vec<(String, PathBuf)>) 
 }
 
 fn write(path: &Path, value: &str) -> std::io::Result<()> {
-    std::fs::write(path, value).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("write {}: {e}", path.display()))
-    })
+    std::fs::write(path, value)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("write {}: {e}", path.display())))
 }
 
 /// cgroup v1 `cpu.shares` for a request in millicores (as the kubelet computes it).
@@ -129,8 +128,15 @@ impl Cgroups {
         if let Self::V2 { root, base } = self {
             // Delegate controllers down to the container's parent.
             let mut dir = root.clone();
-            let parent_rel = Path::new(rel).parent().map(Path::to_path_buf).unwrap_or_default();
-            let chain: Vec<PathBuf> = base.join(parent_rel).components().map(|c| PathBuf::from(c.as_os_str())).collect();
+            let parent_rel = Path::new(rel)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let chain: Vec<PathBuf> = base
+                .join(parent_rel)
+                .components()
+                .map(|c| PathBuf::from(c.as_os_str()))
+                .collect();
             let _ = write(&dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
             for part in chain {
                 dir = dir.join(part);
@@ -144,7 +150,9 @@ impl Cgroups {
         }
         match self {
             Self::V1 { .. } => {
-                if let (Some(m), Some(d)) = (limits.memory_bytes, self.controller_dir("memory", rel)) {
+                if let (Some(m), Some(d)) =
+                    (limits.memory_bytes, self.controller_dir("memory", rel))
+                {
                     write(&d.join("memory.limit_in_bytes"), &m.to_string())?;
                     // No swap beyond the limit, so the limit really triggers the OOM killer.
                     let _ = write(&d.join("memory.memsw.limit_in_bytes"), &m.to_string());
@@ -152,7 +160,10 @@ impl Cgroups {
                 if let Some(d) = self.controller_dir("cpu", rel) {
                     if let Some(l) = limits.cpu_limit_millis {
                         write(&d.join("cpu.cfs_period_us"), &CFS_PERIOD.to_string())?;
-                        write(&d.join("cpu.cfs_quota_us"), &(l * CFS_PERIOD / 1000).max(1000).to_string())?;
+                        write(
+                            &d.join("cpu.cfs_quota_us"),
+                            &(l * CFS_PERIOD / 1000).max(1000).to_string(),
+                        )?;
                     }
                     if let Some(r) = limits.cpu_request_millis {
                         write(&d.join("cpu.shares"), &shares(r).to_string())?;
@@ -251,7 +262,10 @@ mod tests {
             ]
         );
         let u = Cgroups::from_mountinfo(UNIFIED, "n1");
-        assert_eq!(u.dirs("p/c"), vec![PathBuf::from("/sys/fs/cgroup/skiff/n1/p/c")]);
+        assert_eq!(
+            u.dirs("p/c"),
+            vec![PathBuf::from("/sys/fs/cgroup/skiff/n1/p/c")]
+        );
     }
 
     #[test]
@@ -266,7 +280,10 @@ mod tests {
     #[test]
     fn writes_limits_in_a_fake_tree() {
         let d = tempfile::tempdir().unwrap();
-        let c = Cgroups::V2 { root: d.path().to_path_buf(), base: PathBuf::from("skiff/n") };
+        let c = Cgroups::V2 {
+            root: d.path().to_path_buf(),
+            base: PathBuf::from("skiff/n"),
+        };
         let limits = Limits {
             memory_bytes: Some(64 << 20),
             cpu_limit_millis: Some(500),
@@ -274,8 +291,14 @@ mod tests {
             pids: None,
         };
         let dirs = c.create("pod1/c", &limits).unwrap();
-        assert_eq!(std::fs::read_to_string(dirs[0].join("memory.max")).unwrap(), "67108864");
-        assert_eq!(std::fs::read_to_string(dirs[0].join("cpu.max")).unwrap(), "50000 100000");
+        assert_eq!(
+            std::fs::read_to_string(dirs[0].join("memory.max")).unwrap(),
+            "67108864"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dirs[0].join("cpu.max")).unwrap(),
+            "50000 100000"
+        );
         assert_eq!(
             std::fs::read_to_string(d.path().join("skiff/n/pod1/cgroup.subtree_control")).unwrap(),
             "+memory +cpu +pids"

@@ -10,9 +10,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
 #[cfg(test)]
 use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -79,7 +79,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SetupError> {
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(value).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&tmp, path)
 }
 
@@ -104,7 +107,11 @@ pub fn run_container(sys: &dyn Syscall, spec: &ContainerSpec) -> i32 {
     }
 }
 
-fn shim(sys: &dyn Syscall, spec: &ContainerSpec, report: &dyn Fn(&Started)) -> Result<i32, SetupError> {
+fn shim(
+    sys: &dyn Syscall,
+    spec: &ContainerSpec,
+    report: &dyn Fn(&Started),
+) -> Result<i32, SetupError> {
     let _ = sys.setsid();
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -292,8 +299,14 @@ fn mount_rootfs(sys: &dyn Syscall, spec: &ContainerSpec) -> Result<(), SetupErro
     } else {
         MsFlags::MS_RDONLY
     };
-    sys.mount(Some(Path::new("sysfs")), &sysfs, Some("sysfs"), nosuid | ro, None)
-        .map_err(err("mount /sys"))?;
+    sys.mount(
+        Some(Path::new("sysfs")),
+        &sysfs,
+        Some("sysfs"),
+        nosuid | ro,
+        None,
+    )
+    .map_err(err("mount /sys"))?;
 
     mount_dev(sys, root)?;
 
@@ -383,8 +396,8 @@ fn mount_dev(sys: &dyn Syscall, root: &Path) -> Result<(), SetupError> {
 }
 
 fn bind(sys: &dyn Syscall, root: &Path, m: &super::spec::Mount) -> Result<(), SetupError> {
-    let dest = secure_join(root, &m.destination)
-        .map_err(io_err(format!("resolve {}", m.destination)))?;
+    let dest =
+        secure_join(root, &m.destination).map_err(io_err(format!("resolve {}", m.destination)))?;
     let is_dir = std::fs::metadata(&m.source)
         .map_err(io_err(format!("mount source {}", m.source.display())))?
         .is_dir();
@@ -433,13 +446,30 @@ fn pivot(sys: &dyn Syscall, root: &Path) -> Result<(), SetupError> {
 /// Hide kernel interfaces a container should not see or change (best effort: paths that do
 /// not exist on this kernel are skipped).
 fn mask_proc(sys: &dyn Syscall) {
-    for p in ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"] {
+    for p in [
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/timer_list",
+        "/proc/sched_debug",
+    ] {
         let p = Path::new(p);
         if p.exists() {
-            let _ = sys.mount(Some(Path::new("/dev/null")), p, None, MsFlags::MS_BIND, None);
+            let _ = sys.mount(
+                Some(Path::new("/dev/null")),
+                p,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            );
         }
     }
-    for p in ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"] {
+    for p in [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ] {
         let p = Path::new(p);
         if p.exists() {
             let _ = sys.mount(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None);
@@ -458,7 +488,13 @@ fn drop_privileges(sys: &dyn Syscall, spec: &ContainerSpec) -> Result<(), SetupE
     drop_to(sys, spec.capabilities, spec.uid, spec.gid, &spec.groups)
 }
 
-fn drop_to(sys: &dyn Syscall, mask: u64, uid: u32, gid: u32, groups: &[u32]) -> Result<(), SetupError> {
+fn drop_to(
+    sys: &dyn Syscall,
+    mask: u64,
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+) -> Result<(), SetupError> {
     for cap in 0..=caps::last() {
         if mask & (1 << cap) == 0 {
             // Capabilities the running kernel does not know fail with EINVAL: nothing to drop.
@@ -474,7 +510,8 @@ fn drop_to(sys: &dyn Syscall, mask: u64, uid: u32, gid: u32, groups: &[u32]) -> 
     sys.setresgid(Gid::from_raw(gid)).map_err(err("setgid"))?;
     sys.setresuid(Uid::from_raw(uid)).map_err(err("setuid"))?;
     sys.keep_caps(false).map_err(err("keep capabilities"))?;
-    sys.set_caps(mask, mask, mask).map_err(err("set capabilities"))?;
+    sys.set_caps(mask, mask, mask)
+        .map_err(err("set capabilities"))?;
     Ok(())
 }
 
@@ -549,7 +586,11 @@ fn exec_in(sys: &dyn Syscall, spec: &ExecSpec) -> Result<i32, SetupError> {
         ("mnt", CloneFlags::CLONE_NEWNS),
     ] {
         let path = PathBuf::from(format!("/proc/{}/ns/{ns}", spec.pid));
-        fds.push((open_ns(&path).map_err(io_err(format!("open {ns} namespace")))?, flag, ns));
+        fds.push((
+            open_ns(&path).map_err(io_err(format!("open {ns} namespace")))?,
+            flag,
+            ns,
+        ));
     }
     for (fd, flag, ns) in &fds {
         sys.setns(fd.as_fd(), *flag)
@@ -560,13 +601,15 @@ fn exec_in(sys: &dyn Syscall, spec: &ExecSpec) -> Result<i32, SetupError> {
         Forked::Child => {
             let e = (|| {
                 let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
-                sys.chdir(Path::new(cwd)).map_err(err(format!("chdir {cwd}")))?;
+                sys.chdir(Path::new(cwd))
+                    .map_err(err(format!("chdir {cwd}")))?;
                 drop_to(sys, spec.capabilities, spec.uid, spec.gid, &spec.groups)?;
                 if spec.no_new_privs {
                     sys.no_new_privs().map_err(err("no_new_privs"))?;
                 }
                 if spec.seccomp {
-                    sys.seccomp(&seccomp::default_filter()).map_err(err("seccomp"))?;
+                    sys.seccomp(&seccomp::default_filter())
+                        .map_err(err("seccomp"))?;
                 }
                 Ok(exec_args(sys, &spec.args, &spec.env))
             })();
@@ -672,8 +715,20 @@ impl Lines {
 /// Copy both pipes into the log until the container closes them.
 fn pump(log: &mut LogWriter, out: OwnedFd, errfd: OwnedFd) {
     let mut streams = [
-        (Some(File::from(out)), Lines { stream: "stdout", buf: Vec::new() }),
-        (Some(File::from(errfd)), Lines { stream: "stderr", buf: Vec::new() }),
+        (
+            Some(File::from(out)),
+            Lines {
+                stream: "stdout",
+                buf: Vec::new(),
+            },
+        ),
+        (
+            Some(File::from(errfd)),
+            Lines {
+                stream: "stderr",
+                buf: Vec::new(),
+            },
+        ),
     ];
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -781,7 +836,11 @@ mod tests {
         )));
         assert!(pos("mount proc") < pos("pivot_root"));
         assert!(calls.iter().any(|c| c.starts_with("mount devpts")));
-        assert!(calls.iter().any(|c| c.contains("/etc/hosts") && c.ends_with("ro")));
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.contains("/etc/hosts") && c.ends_with("ro"))
+        );
         assert!(pos("pivot_root") < pos("drop_bounding_cap"));
         assert!(pos("setresuid 1000") < pos("set_caps"));
         assert!(pos("setresgid") < pos("setresuid"));
@@ -790,8 +849,14 @@ mod tests {
         assert!(calls.contains(&"drop_bounding_cap 21".to_string()));
         assert!(!calls.contains(&"drop_bounding_cap 0".to_string()));
         let dev = d.path().join("m/dev");
-        assert_eq!(std::fs::read_link(dev.join("stdout")).unwrap(), Path::new("/proc/self/fd/1"));
-        assert_eq!(std::fs::read_link(dev.join("fd")).unwrap(), Path::new("/proc/self/fd"));
+        assert_eq!(
+            std::fs::read_link(dev.join("stdout")).unwrap(),
+            Path::new("/proc/self/fd/1")
+        );
+        assert_eq!(
+            std::fs::read_link(dev.join("fd")).unwrap(),
+            Path::new("/proc/self/fd")
+        );
     }
 
     #[test]
@@ -814,9 +879,15 @@ mod tests {
         std::fs::write(&sh, "").unwrap();
         std::fs::set_permissions(&sh, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(d.path().join("bin/data"), "").unwrap();
-        assert_eq!(resolve_command("sh", "/usr/bin:/bin", d.path()), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            resolve_command("sh", "/usr/bin:/bin", d.path()),
+            Some(PathBuf::from("/bin/sh"))
+        );
         assert_eq!(resolve_command("data", "/bin", d.path()), None);
-        assert_eq!(resolve_command("./x", "/bin", d.path()), Some(PathBuf::from("./x")));
+        assert_eq!(
+            resolve_command("./x", "/bin", d.path()),
+            Some(PathBuf::from("./x"))
+        );
     }
 
     #[test]
@@ -824,7 +895,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = spec(d.path());
         let mut log = LogWriter::open(&s);
-        let mut lines = Lines { stream: "stdout", buf: Vec::new() };
+        let mut lines = Lines {
+            stream: "stdout",
+            buf: Vec::new(),
+        };
         lines.feed(b"hello\nwor", &mut log);
         lines.feed(b"ld\n", &mut log);
         let text = std::fs::read_to_string(&s.log_path).unwrap();

@@ -53,7 +53,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    async fn helper(&self, args: &[&str], spec_path: &Path, log: &Path) -> Result<String, RuntimeError> {
+    async fn helper(
+        &self,
+        args: &[&str],
+        spec_path: &Path,
+        log: &Path,
+    ) -> Result<String, RuntimeError> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -84,7 +89,11 @@ impl Runtime {
     }
 
     /// New network, IPC and UTS namespaces for a pod, bound under `dir`.
-    pub async fn create_sandbox(&self, dir: &Path, hostname: &str) -> Result<Namespaces, RuntimeError> {
+    pub async fn create_sandbox(
+        &self,
+        dir: &Path,
+        hostname: &str,
+    ) -> Result<Namespaces, RuntimeError> {
         std::fs::create_dir_all(dir).map_err(io(format!("mkdir {}", dir.display())))?;
         let spec = SandboxSpec {
             hostname: hostname.to_owned(),
@@ -143,7 +152,12 @@ impl Runtime {
 
     /// Start a container; returns what the helper reported.
     pub async fn start(&self, spec: &ContainerSpec) -> Result<Started, RuntimeError> {
-        for d in [&spec.rootfs.upper, &spec.rootfs.work, &spec.rootfs.merged, &spec.state_dir] {
+        for d in [
+            &spec.rootfs.upper,
+            &spec.rootfs.work,
+            &spec.rootfs.merged,
+            &spec.state_dir,
+        ] {
             std::fs::create_dir_all(d).map_err(io(format!("mkdir {}", d.display())))?;
         }
         if let Some(parent) = spec.log_path.parent() {
@@ -152,9 +166,12 @@ impl Runtime {
         let path = spec.state_dir.join("spec.json");
         std::fs::write(&path, serde_json::to_vec_pretty(spec).unwrap_or_default())
             .map_err(io("write container spec"))?;
-        let line = self.helper(&[], &path, &spec.state_dir.join("helper.log")).await?;
+        let line = self
+            .helper(&[], &path, &spec.state_dir.join("helper.log"))
+            .await?;
         let started: Started = serde_json::from_str(&line).map_err(|_| {
-            let log = std::fs::read_to_string(spec.state_dir.join("helper.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(spec.state_dir.join("helper.log")).unwrap_or_default();
             RuntimeError::Helper(format!("no start report: {}", log.trim()))
         })?;
         Ok(started)
@@ -184,7 +201,10 @@ pub fn alive(pid: i32) -> bool {
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 

@@ -84,7 +84,12 @@ const DENY_AARCH64: &[u32] = &[
 ];
 
 fn stmt(code: u16, k: u32) -> BpfInsn {
-    BpfInsn { code, jt: 0, jf: 0, k }
+    BpfInsn {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> BpfInsn {
@@ -115,7 +120,12 @@ pub fn default_filter() -> Vec<BpfInsn> {
     let skip_x86 = u8::try_from(x86.len()).unwrap_or(u8::MAX);
     p.push(jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, skip_x86));
     p.extend(x86);
-    p.push(jump(BPF_JEQ_K, AUDIT_ARCH_AARCH64, 0, u8::try_from(arm.len()).unwrap_or(u8::MAX)));
+    p.push(jump(
+        BPF_JEQ_K,
+        AUDIT_ARCH_AARCH64,
+        0,
+        u8::try_from(arm.len()).unwrap_or(u8::MAX),
+    ));
     p.extend(arm);
     p.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
     p
@@ -148,11 +158,23 @@ mod tests {
     fn denies_listed_allows_rest() {
         let p = default_filter();
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, 169), RET_ERRNO | EPERM, "reboot");
-        assert_eq!(run(&p, AUDIT_ARCH_X86_64, 175), RET_ERRNO | EPERM, "init_module");
+        assert_eq!(
+            run(&p, AUDIT_ARCH_X86_64, 175),
+            RET_ERRNO | EPERM,
+            "init_module"
+        );
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, 0), RET_ALLOW, "read");
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, 59), RET_ALLOW, "execve");
-        assert_eq!(run(&p, AUDIT_ARCH_X86_64, X32_BIT | 1), RET_ERRNO | EPERM, "x32");
-        assert_eq!(run(&p, AUDIT_ARCH_AARCH64, 142), RET_ERRNO | EPERM, "arm reboot");
+        assert_eq!(
+            run(&p, AUDIT_ARCH_X86_64, X32_BIT | 1),
+            RET_ERRNO | EPERM,
+            "x32"
+        );
+        assert_eq!(
+            run(&p, AUDIT_ARCH_AARCH64, 142),
+            RET_ERRNO | EPERM,
+            "arm reboot"
+        );
         assert_eq!(run(&p, AUDIT_ARCH_AARCH64, 63), RET_ALLOW, "arm read");
         assert_eq!(run(&p, 0x4000_0003, 1), RET_KILL_PROCESS, "i386");
     }
