@@ -56,7 +56,7 @@ fn meminfo_kib(key: &str) -> u64 {
 
 fn disk_bytes(path: &Path) -> u64 {
     nix::sys::statvfs::statvfs(path)
-        .map(|s| u64::from(s.blocks()).saturating_mul(s.fragment_size()))
+        .map(|s| s.blocks().saturating_mul(s.fragment_size()))
         .unwrap_or(0)
 }
 

@@ -166,7 +166,12 @@ impl Syscall for Linux {
             inheritable: u32,
         }
         const VERSION_3: u32 = 0x2008_0522;
-        let split = |m: u64| [(m & 0xffff_ffff) as u32, (m >> 32) as u32];
+        let split = |m: u64| {
+            [
+                u32::try_from(m & 0xffff_ffff).unwrap_or(0),
+                u32::try_from(m >> 32).unwrap_or(0),
+            ]
+        };
         let (e, p, i) = (split(effective), split(permitted), split(inheritable));
         let mut header = Header {
             version: VERSION_3,
@@ -195,7 +200,7 @@ impl Syscall for Linux {
         let r = unsafe {
             libc::prctl(
                 libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                libc::c_ulong::try_from(libc::PR_CAP_AMBIENT_RAISE).unwrap_or(0),
                 libc::c_ulong::from(cap),
                 0,
                 0,
@@ -228,7 +233,7 @@ impl Syscall for Linux {
         let r = unsafe {
             libc::prctl(
                 libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                libc::c_ulong::from(libc::SECCOMP_MODE_FILTER),
                 &raw const prog,
                 0,
                 0,

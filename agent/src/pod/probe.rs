@@ -160,10 +160,8 @@ async fn run_kind(
                 bad = 0;
                 if ok >= success_needed {
                     match kind {
-                        "Readiness" => {
-                            if !st.ready.swap(true, Ordering::SeqCst) {
-                                wake.notify_one();
-                            }
+                        "Readiness" if !st.ready.swap(true, Ordering::SeqCst) => {
+                            wake.notify_one();
                         }
                         "Startup" => {
                             st.started.store(true, Ordering::SeqCst);

@@ -175,8 +175,8 @@ fn wait_exit(pid: Pid, error: Option<String>) -> Exit {
             }
             Ok(WaitStatus::Signaled(_, sig, _)) => {
                 return Exit {
-                    exit_code: 128 + sig as i32,
-                    signal: Some(sig as i32),
+                    exit_code: 128 + sig as libc::c_int,
+                    signal: Some(sig as libc::c_int),
                     finished_at,
                     error,
                 };
@@ -657,13 +657,16 @@ impl LogWriter {
         let mut line = format!("{} {stream} {tag} ", crate::logs::format_ts(ts)).into_bytes();
         line.extend_from_slice(text);
         line.push(b'\n');
-        if self.max_bytes > 0 && self.size + line.len() as u64 > self.max_bytes && self.size > 0 {
+        if self.max_bytes > 0
+            && self.size + u64::try_from(line.len()).unwrap_or(u64::MAX) > self.max_bytes
+            && self.size > 0
+        {
             self.rotate();
         }
         if let Some(f) = self.file.as_mut()
             && f.write_all(&line).is_ok()
         {
-            self.size += line.len() as u64;
+            self.size += u64::try_from(line.len()).unwrap_or(0);
         }
     }
 
