@@ -7,6 +7,8 @@ APT_PACKAGES=(
   build-essential pkg-config protobuf-compiler   # compilers; protoc for gRPC crates
   python3 python3-pip                            # the Python client tests
   etcd-server etcd-client                        # the etcd peer (benchmarks, etcd backend)
+  docker-registry skopeo apache2-utils           # a local OCI registry for image tests
+  busybox-static nginx-light                     # test images are built from these packages
   curl ca-certificates
 )
 PIP_PACKAGES=("kubernetes==32.0.1" "pytest==8.3.*" "requests" "pyyaml")

@@ -2,6 +2,7 @@
 //! containers (through a re-executed single-threaded helper, see [`runtime`]), networks them,
 //! probes them, keeps their logs and serves those logs to the API server.
 
+pub mod image;
 pub mod images;
 pub mod logs;
 pub mod net;

@@ -141,6 +141,11 @@ impl Resource {
         verbs
     }
 
+    /// Whether objects are converted between this resource's form and the stored one.
+    pub fn has_storage_conversion(&self) -> bool {
+        self.to_storage.is_some() || self.from_storage.is_some()
+    }
+
     /// This resource's object in the form it is stored in.
     pub fn to_storage(&self, obj: Value) -> Value {
         match self.to_storage {

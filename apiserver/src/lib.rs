@@ -10,7 +10,6 @@ mod discovery;
 mod handlers;
 mod kinds;
 mod kubelet;
-mod lifecycle;
 mod negotiate;
 mod nodes;
 mod objects;

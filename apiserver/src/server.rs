@@ -17,7 +17,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{self, Tokens, User};
 use crate::handlers::Api;
-use crate::lifecycle;
 
 /// Settings of one API server.
 #[derive(Debug, Clone)]
@@ -185,7 +184,6 @@ impl Server {
 
     /// Serve until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let lifecycle = tokio::spawn(lifecycle::run(self.api.clone()));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -242,7 +240,6 @@ impl Server {
                 }
             }
         }
-        lifecycle.abort();
     }
 }
 

@@ -4,6 +4,8 @@
 //! kills it when dropped, so a failing test never leaves a process behind. Clients are the
 //! stock ones: [`Server::kubectl`] runs `/usr/bin/kubectl` with the server's admin kubeconfig.
 
+pub mod images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -88,28 +88,52 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         }
         None => None,
     };
+    // JSON lists are assembled from the stored bytes (only `resourceVersion` is spliced in);
+    // other representations need the objects parsed.
+    let raw_json = ctx.output == Output::Json;
+    let mut raw_items: Vec<Vec<u8>> = Vec::new();
     let mut items = Vec::new();
     let mut revision;
     let mut more;
     let mut remaining;
     // Read pages until `limit` matching items are found or the prefix is exhausted.
     loop {
-        let want = limit.map(|l| l - items.len());
-        let (page_items, page) = ctx
+        let found = if raw_json {
+            raw_items.len()
+        } else {
+            items.len()
+        };
+        let want = limit.map(|l| l - found);
+        let page = ctx
             .api
             .objects
-            .list(ctx.res, ctx.ns(), start.as_deref(), want)
+            .list_raw(ctx.res, ctx.ns(), start.as_deref(), want)
             .await?;
         revision = page.revision;
         more = page.more;
         remaining = page.remaining;
         start = page.items.last().map(|kv| kv.key.clone());
-        items.extend(
-            page_items
-                .into_iter()
-                .filter(|o| selectors.matches(ctx.res, o)),
-        );
-        if !more || limit.is_none_or(|l| items.len() >= l) {
+        for kv in &page.items {
+            if raw_json {
+                if !selectors.is_empty()
+                    && !selectors.matches(ctx.res, &objects::from_kv(ctx.res, kv)?)
+                {
+                    continue;
+                }
+                raw_items.push(objects::raw_from_kv(ctx.res, kv)?);
+            } else {
+                let obj = objects::from_kv(ctx.res, kv)?;
+                if selectors.matches(ctx.res, &obj) {
+                    items.push(obj);
+                }
+            }
+        }
+        let found = if raw_json {
+            raw_items.len()
+        } else {
+            items.len()
+        };
+        if !more || limit.is_none_or(|l| found >= l) {
             break;
         }
     }
@@ -119,6 +143,9 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         if selectors.is_empty() {
             list_meta["remainingItemCount"] = json!(remaining);
         }
+    }
+    if raw_json {
+        return Ok(raw_list(ctx, &list_meta, &raw_items));
     }
     let body = match ctx.output {
         Output::Table => table::table(
@@ -142,6 +169,25 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         }),
     };
     Ok(response::object(200, ctx.output, &body))
+}
+
+/// `{"kind":..,"apiVersion":..,"metadata":..,"items":[..]}` from already-encoded items.
+fn raw_list(ctx: &Ctx<'_>, list_meta: &Value, items: &[Vec<u8>]) -> Response<Body> {
+    let head = json!({"kind": ctx.res.list_kind(), "apiVersion": ctx.res.api_version(), "metadata": list_meta});
+    let head = serde_json::to_vec(&head).unwrap_or_default();
+    let size = head.len() + items.iter().map(|i| i.len() + 1).sum::<usize>() + 16;
+    let mut body = Vec::with_capacity(size);
+    // `head` is an object: reopen it to append the items.
+    body.extend_from_slice(&head[..head.len().saturating_sub(1)]);
+    body.extend_from_slice(b",\"items\":[");
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    response::bytes(200, "application/json", body)
 }
 
 #[cfg(test)]
