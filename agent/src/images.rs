@@ -6,7 +6,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
+use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
+
+use crate::image::{ImageRef, ImageService, PullPolicy, PullSecrets};
 
 /// What an image says about how to run it (the OCI image config's `config` object).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -49,13 +52,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A source of images.
 pub trait Images: Send + Sync {
-    /// The image `reference`, pulled according to `policy` (`Always`, `IfNotPresent`, `Never`)
-    /// with the pod's pull secrets (`.dockerconfigjson` contents).
+    /// The image `reference`, pulled according to `policy` (`Always`, `IfNotPresent`,
+    /// `Never`; None: the API's default for the reference) with the pod's pull secrets.
     fn ensure<'a>(
         &'a self,
         reference: &'a str,
-        policy: &'a str,
-        pull_secrets: &'a [Vec<u8>],
+        policy: Option<&'a str>,
+        pull_secrets: &'a [Secret],
     ) -> BoxFuture<'a, Result<Image, ImageError>>;
 }
 
@@ -110,10 +113,49 @@ impl Images for LocalImages {
     fn ensure<'a>(
         &'a self,
         reference: &'a str,
-        _policy: &'a str,
-        _pull_secrets: &'a [Vec<u8>],
+        _policy: Option<&'a str>,
+        _pull_secrets: &'a [Secret],
     ) -> BoxFuture<'a, Result<Image, ImageError>> {
         Box::pin(async move { self.find(reference) })
+    }
+}
+
+/// The OCI image store: pulls through registries and mirrors, verified and unpacked layers.
+impl Images for ImageService {
+    fn ensure<'a>(
+        &'a self,
+        reference: &'a str,
+        policy: Option<&'a str>,
+        pull_secrets: &'a [Secret],
+    ) -> BoxFuture<'a, Result<Image, ImageError>> {
+        Box::pin(async move {
+            let fail = |e: crate::image::ImageError| ImageError {
+                reason: e.reason(),
+                message: e.message(),
+            };
+            let r = ImageRef::parse(reference).map_err(|e| fail(e.into()))?;
+            let policy = PullPolicy::for_container(policy, &r);
+            let secrets = PullSecrets::from_secrets(pull_secrets).map_err(|e| fail(e.into()))?;
+            let ensured = self
+                .ensure(reference, policy, &secrets)
+                .await
+                .map_err(fail)?;
+            let layers = self.rootfs(&ensured.info).map_err(fail)?;
+            let c = &ensured.info.config;
+            let id = r.with_digest(&ensured.info.digest);
+            Ok(Image {
+                layers,
+                id,
+                config: ImageConfig {
+                    entrypoint: (!c.entrypoint.is_empty()).then(|| c.entrypoint.clone()),
+                    cmd: (!c.cmd.is_empty()).then(|| c.cmd.clone()),
+                    env: Some(c.env.clone()),
+                    working_dir: c.working_dir.clone(),
+                    user: c.user.clone(),
+                },
+                pulled: ensured.pulled,
+            })
+        })
     }
 }
 
@@ -141,12 +183,15 @@ mod tests {
             dir: d.path().into(),
         };
         let img = imgs
-            .ensure("docker.io/busybox:latest", "IfNotPresent", &[])
+            .ensure("docker.io/busybox:latest", Some("IfNotPresent"), &[])
             .await
             .unwrap();
         assert_eq!(img.layers, vec![d.path().join("busybox")]);
         assert_eq!(img.config.cmd, Some(vec!["sh".to_string()]));
-        let e = imgs.ensure("nope", "IfNotPresent", &[]).await.unwrap_err();
+        let e = imgs
+            .ensure("nope", Some("IfNotPresent"), &[])
+            .await
+            .unwrap_err();
         assert_eq!(e.reason, "ErrImagePull");
     }
 }

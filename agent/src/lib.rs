@@ -56,8 +56,10 @@ pub enum AgentError {
     Node(#[from] node::NodeError),
     #[error("pod network")]
     Net(#[from] net::NetError),
-    #[error("no image source: pass --local-images DIR (the image store is not built in yet)")]
-    NoImages,
+    #[error("invalid --registry-mirror {0:?}: want REGISTRY=http(s)://HOST[:PORT]")]
+    Mirror(String),
+    #[error("image store")]
+    Images(#[source] image::ImageError),
     #[error("cannot find this node's IP: pass --node-ip")]
     NodeIp,
 }
@@ -138,7 +140,15 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     };
     let images: Arc<dyn images::Images> = match &opts.local_images {
         Some(dir) => Arc::new(images::LocalImages { dir: dir.clone() }),
-        None => return Err(AgentError::NoImages),
+        None => {
+            let mut mirrors = Vec::new();
+            for m in &opts.registry_mirrors {
+                mirrors.push(m.parse().map_err(|_| AgentError::Mirror(m.clone()))?);
+            }
+            Arc::new(
+                image::ImageService::open(&opts.data_dir, mirrors).map_err(AgentError::Images)?,
+            )
+        }
     };
     let exe = std::env::current_exe().map_err(|source| AgentError::DataDir {
         path: PathBuf::from("/proc/self/exe"),

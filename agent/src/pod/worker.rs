@@ -707,7 +707,7 @@ impl Worker {
         }
     }
 
-    async fn pull_secrets(&self) -> Vec<Vec<u8>> {
+    async fn pull_secrets(&self) -> Vec<Secret> {
         let ns = self
             .pod
             .metadata
@@ -723,10 +723,8 @@ impl Worker {
             .and_then(|s| s.image_pull_secrets.clone())
             .unwrap_or_default()
         {
-            if let Ok(Some(s)) = api.get_opt(&r.name).await
-                && let Some(d) = s.data.and_then(|mut d| d.remove(".dockerconfigjson"))
-            {
-                out.push(d.0);
+            if let Ok(Some(s)) = api.get_opt(&r.name).await {
+                out.push(s);
             }
         }
         out
@@ -735,17 +733,14 @@ impl Worker {
     async fn start(&mut self, i: usize) {
         self.ctrs[i].next_start = None;
         let c = self.ctrs[i].c.clone();
-        let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
-            let img = c.image.as_deref().unwrap_or_default();
-            if img.ends_with(":latest") || !img.rsplit('/').next().unwrap_or(img).contains(':') {
-                "Always".into()
-            } else {
-                "IfNotPresent".into()
-            }
-        });
         let image_ref = c.image.clone().unwrap_or_default();
         let secrets = self.pull_secrets().await;
-        let image = match self.ctx.images.ensure(&image_ref, &policy, &secrets).await {
+        let image = match self
+            .ctx
+            .images
+            .ensure(&image_ref, c.image_pull_policy.as_deref(), &secrets)
+            .await
+        {
             Ok(img) => img,
             Err(e) => {
                 let ctr = &mut self.ctrs[i];
