@@ -52,6 +52,30 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         job_backoff: Duration,
     },
+    /// Run the node agent: register this host as a node and run the pods bound to it.
+    Agent {
+        /// Kubeconfig with the API server's address and this node's credentials.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: PathBuf,
+        /// The node's name (default: the host name).
+        #[arg(long, value_name = "NAME")]
+        node_name: Option<String>,
+        /// Where containers, volumes, logs and local state live.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Registry mirror, e.g. `docker.io=http://127.0.0.1:5000` (repeatable).
+        #[arg(long = "registry-mirror", value_name = "REGISTRY=URL")]
+        registry_mirrors: Vec<String>,
+        /// The node's IP (default: the address used to reach the API server).
+        #[arg(long, value_name = "IP")]
+        node_ip: Option<std::net::IpAddr>,
+        /// Port of the agent's HTTPS endpoint (logs).
+        #[arg(long, value_name = "PORT", default_value_t = 10250)]
+        port: u16,
+        /// Run images from root filesystem directories `DIR/<name>` instead of pulling them.
+        #[arg(long, value_name = "DIR")]
+        local_images: Option<PathBuf>,
+    },
     /// Generate things: `skiff gen config`.
     Gen {
         #[command(subcommand)]
@@ -216,11 +240,17 @@ fn main() -> ExitCode {
     if std::process::id() == 1 {
         skiff_init::run();
     }
+    // The container helper runs before anything else starts a thread: it forks.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("container-init") {
+        let code = skiff_agent::helper_main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,netlink_packet_route=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -343,6 +373,34 @@ fn main() -> ExitCode {
             };
             runtime.block_on(sim(kubeconfig, opts))
         }
+        Command::Agent {
+            kubeconfig,
+            node_name,
+            data_dir,
+            registry_mirrors,
+            node_ip,
+            port,
+            local_images,
+        } => {
+            let node_name = node_name.unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "localhost".into())
+            });
+            let opts = skiff_agent::AgentOptions {
+                kubeconfig,
+                node_name,
+                data_dir,
+                registry_mirrors,
+                node_ip,
+                port,
+                local_images,
+            };
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
+            };
+            runtime.block_on(agent(opts))
+        }
         Command::Init => {
             eprintln!("skiff init: only the kernel starts init (as PID 1)");
             ExitCode::from(2)
@@ -444,6 +502,16 @@ async fn server(
     server.serve(shutdown_signal()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+async fn agent(opts: skiff_agent::AgentOptions) -> ExitCode {
+    match skiff_agent::run(opts, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skiff agent: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// "outer: inner: innermost" from an error and its sources.

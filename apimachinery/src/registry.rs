@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking, rbac};
+use k8s_openapi::api::{
+    apps, batch, certificates, coordination, core, discovery, events, networking, rbac,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -31,6 +33,8 @@ pub enum Subresource {
     Binding,
     /// `finalize`: a namespace's `spec.finalizers` may change.
     Finalize,
+    /// `log`: a pod container's log, proxied from the node agent (plain text, not an object).
+    Log,
 }
 
 impl Subresource {
@@ -40,6 +44,7 @@ impl Subresource {
             Self::Scale => "scale",
             Self::Binding => "binding",
             Self::Finalize => "finalize",
+            Self::Log => "log",
         }
     }
 
@@ -49,13 +54,16 @@ impl Subresource {
             Self::Status | Self::Scale => &["get", "patch", "update"],
             Self::Binding => &["create"],
             Self::Finalize => &["update"],
+            Self::Log => &["get"],
         }
     }
 
     /// (group, version, kind) of the object this subresource takes and returns.
     pub fn kind(self, parent: &Resource) -> (&str, &str, &str) {
         match self {
-            Self::Status | Self::Finalize => (parent.group, parent.version, parent.kind),
+            Self::Status | Self::Finalize | Self::Log => {
+                (parent.group, parent.version, parent.kind)
+            }
             Self::Scale => ("autoscaling", "v1", "Scale"),
             Self::Binding => ("", "v1", "Binding"),
         }
@@ -344,7 +352,7 @@ fn leak_lowercase(s: &'static str) -> &'static str {
 
 fn builtin_resources() -> Vec<Resource> {
     use Scope::{Cluster, Namespaced};
-    use Subresource::{Binding, Finalize, Scale, Status};
+    use Subresource::{Binding, Finalize, Log, Scale, Status};
     const ALL: &[&str] = &["all"];
     const NONE: &[&str] = &[];
     let mut events_v1 = def::<events::v1::Event>(Def {
@@ -380,7 +388,7 @@ fn builtin_resources() -> Vec<Resource> {
             scope: Namespaced,
             short_names: &["po"],
             categories: ALL,
-            subresources: &[Status, Binding],
+            subresources: &[Status, Binding, Log],
         }),
         def::<core::v1::Node>(Def {
             group: "",
@@ -542,6 +550,17 @@ fn builtin_resources() -> Vec<Resource> {
             scope: Namespaced,
             short_names: &["cj"],
             categories: ALL,
+            subresources: &[Status],
+        }),
+        // certificates.k8s.io/v1
+        def::<certificates::v1::CertificateSigningRequest>(Def {
+            group: "certificates.k8s.io",
+            version: "v1",
+            kind: "CertificateSigningRequest",
+            plural: "certificatesigningrequests",
+            scope: Cluster,
+            short_names: &["csr"],
+            categories: NONE,
             subresources: &[Status],
         }),
         // coordination.k8s.io/v1

@@ -9,7 +9,9 @@ mod auth;
 mod discovery;
 mod handlers;
 mod kinds;
+mod kubelet;
 mod negotiate;
+mod nodes;
 mod objects;
 mod request;
 mod response;
@@ -20,5 +22,6 @@ mod version;
 
 pub use auth::{TokenFileError, Tokens, User};
 pub use handlers::Api;
+pub use kubelet::KubeletAccess;
 pub use server::{SeedCa, Server, ServerError, ServerOptions};
 pub use status::ApiError;

@@ -172,7 +172,12 @@ impl Server {
         )?;
         let tokens = Arc::new(Tokens::load(&dir.join("tokens.csv"))?);
         let url = client_url(opts.listen);
-        let api = Arc::new(Api::new(store, url.clone(), opts.service_cidr));
+        let kubelet = kubelet_access(&pki).map_err(|source| ServerError::Pki {
+            path: pki_dir.display().to_string(),
+            source,
+        })?;
+        let api =
+            Arc::new(Api::new(store, url.clone(), opts.service_cidr).with_kubelet_access(kubelet));
         bootstrap(&api)
             .await
             .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
@@ -331,4 +336,20 @@ async fn bootstrap(api: &Api) -> Result<(), crate::status::ApiError> {
     )
     .await?;
     Ok(())
+}
+
+/// The CA (to sign agents' serving certificates) and a TLS client identity for reaching agents:
+/// CN `kube-apiserver-kubelet-client`, O `system:masters`, as kube-apiserver uses.
+fn kubelet_access(pki: &ServerPki) -> Result<crate::kubelet::KubeletAccess, skiff_pki::PkiError> {
+    let ca = skiff_pki::CertificateAuthority::from_pem(pki.ca.cert_pem(), pki.ca.key_pem())?;
+    let client = ca.issue_client(
+        "kube-apiserver-kubelet-client",
+        &["system:masters".to_owned()],
+    )?;
+    let mut tls = skiff_pki::client_tls_config(ca.cert_pem(), Some(&client))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(crate::kubelet::KubeletAccess {
+        ca,
+        tls: Arc::new(tls),
+    })
 }

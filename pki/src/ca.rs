@@ -154,6 +154,37 @@ impl CertificateAuthority {
         self.sign_leaf(&params, None)
     }
 
+    /// Sign a parsed request as a serving certificate with the given subject CN and names
+    /// (the request's own extensions are not trusted; only its public key is used).
+    pub(crate) fn sign_request_as_server(
+        &self,
+        mut req: rcgen::CertificateSigningRequestParams,
+        common_name: &str,
+        dns_names: &[String],
+        ips: &[IpAddr],
+    ) -> Result<String, PkiError> {
+        let mut params = base_params(common_name, LEAF_VALIDITY)?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        for name in dns_names {
+            let ia5 = name
+                .as_str()
+                .try_into()
+                .map_err(|_| PkiError::ServerName(name.clone()))?;
+            params.subject_alt_names.push(SanType::DnsName(ia5));
+        }
+        params
+            .subject_alt_names
+            .extend(ips.iter().copied().map(SanType::IpAddress));
+        req.params = params;
+        let cert = req
+            .signed_by(&self.issuer)
+            .map_err(|source| PkiError::Generate {
+                what: "certificate",
+                source,
+            })?;
+        Ok(cert.pem())
+    }
+
     /// Client cert (EKU clientAuth): subject CN = user, one O per group (Kubernetes convention).
     pub fn issue_client(&self, user: &str, groups: &[String]) -> Result<CertifiedKey, PkiError> {
         let mut params = base_params(user, LEAF_VALIDITY)?;

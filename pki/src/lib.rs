@@ -5,6 +5,7 @@
 //! common name is the user, each Organization attribute a group.
 
 mod ca;
+mod csr;
 mod der;
 mod error;
 mod files;
@@ -14,6 +15,7 @@ mod server;
 mod tls;
 
 pub use ca::{CertificateAuthority, CertifiedKey};
+pub use csr::{ServingRequest, kubelet_serving_request, read_serving_request};
 pub use error::PkiError;
 pub use files::write_private;
 pub use identity::{Identity, identity_from_der};

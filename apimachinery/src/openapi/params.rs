@@ -238,7 +238,6 @@ pub(super) fn delete_collection() -> Vec<Param> {
 }
 
 /// Parameters of `pods/{name}/log`.
-#[allow(dead_code, reason = "pods/log is served once the node agent exists")]
 pub(super) fn log() -> Vec<Param> {
     vec![
         query(

@@ -9,10 +9,6 @@ use super::params::{self, Param};
 
 /// How a response or body is typed: a definition name or an inline schema.
 #[derive(Debug, Clone)]
-#[allow(
-    dead_code,
-    reason = "Text is for pods/log, served once the node agent exists"
-)]
 pub(super) enum Body {
     Definition(String),
     Text,
@@ -20,10 +16,6 @@ pub(super) enum Body {
 
 /// The media types an operation's response may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "Text is for pods/log, served once the node agent exists"
-)]
 pub(super) enum Produces {
     Object,
     Stream,
@@ -492,6 +484,25 @@ impl<'a> ResourceOps<'a> {
                     (202, sub_body),
                 ];
                 vec![create]
+            }
+            Subresource::Log => {
+                let mut read = self.op(
+                    "get",
+                    "get",
+                    id("read"),
+                    format!("read log of the specified {kind}"),
+                );
+                read.gvk = sub_gvk;
+                read.produces = Produces::Text;
+                read.responses = vec![(200, Body::Text)];
+                let mut p = item_params;
+                p.extend(params::log());
+                p.sort_by_key(|p| p.name);
+                return Some(Route {
+                    path: format!("{item}/{name}"),
+                    params: p,
+                    operations: vec![read],
+                });
             }
         };
         Some(Route {

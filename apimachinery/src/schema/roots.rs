@@ -3,7 +3,7 @@
 //! WatchEvent, discovery documents).
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, coordination, core, discovery, events, networking, rbac,
+    apps, autoscaling, batch, certificates, coordination, core, discovery, events, networking, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -88,6 +88,12 @@ pub(super) const ROOTS: &[Root] = &[
     ),
     kind("batch", "v1", "Job", add::<batch::v1::Job>),
     kind("batch", "v1", "CronJob", add::<batch::v1::CronJob>),
+    kind(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        add::<certificates::v1::CertificateSigningRequest>,
+    ),
     kind(
         "coordination.k8s.io",
         "v1",

@@ -33,6 +33,8 @@ pub struct Api {
     pub(crate) service_cidr: (Ipv4Addr, u8),
     /// Serialises allocations of cluster IPs and node ports.
     pub(crate) alloc_lock: Mutex<()>,
+    /// Signing for and talking to node agents (absent in servers without a CA key).
+    pub(crate) kubelet: Option<crate::kubelet::KubeletAccess>,
 }
 
 impl Api {
@@ -47,7 +49,14 @@ impl Api {
             external_address,
             service_cidr,
             alloc_lock: Mutex::new(()),
+            kubelet: None,
         }
+    }
+
+    /// Let the server sign node agents' serving certificates and proxy to their logs.
+    pub fn with_kubelet_access(mut self, access: crate::kubelet::KubeletAccess) -> Self {
+        self.kubelet = Some(access);
+        self
     }
 
     pub fn objects(&self) -> &Objects {

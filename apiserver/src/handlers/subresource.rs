@@ -34,6 +34,7 @@ pub async fn handle(
         }
         (Subresource::Scale, Verb::Update | Verb::Patch) => scale_write(ctx, verb, body).await,
         (Subresource::Binding, Verb::Create) => bind(ctx, body).await,
+        (Subresource::Log, Verb::Get) => crate::kubelet::log(ctx).await,
         (sub, verb) => Err(ApiError::new(
             405,
             "MethodNotAllowed",

@@ -268,10 +268,17 @@ pub(super) async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value
     {
         patch::track_update(None, &mut obj, &manager, None, &patch_meta(res), now);
     }
+    if res.kind == "CertificateSigningRequest" {
+        crate::kubelet::sign_on_create(ctx.api.kubelet.as_ref(), &ctx.user, &mut obj)?;
+    }
     let dry_run = ctx.query.dry_run()?;
     let _alloc_guard = if res.group.is_empty() && res.kind == "Service" {
         let guard = ctx.api.alloc_lock.lock().await;
         services::allocate(ctx.api, &mut obj, None).await?;
+        Some(guard)
+    } else if res.group.is_empty() && res.kind == "Node" {
+        let guard = ctx.api.alloc_lock.lock().await;
+        crate::nodes::allocate_pod_cidr(ctx.api, &mut obj).await?;
         Some(guard)
     } else {
         None

@@ -1,0 +1,385 @@
+//! The agent's HTTPS endpoint (the kubelet port): container logs for the API server's
+//! `pods/{name}/log` proxy. The serving certificate comes from the cluster CA through a
+//! `kubernetes.io/kubelet-serving` CertificateSigningRequest; clients must present a
+//! certificate from the same CA carrying the `system:masters` group.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::logs::{Selection, parse_line};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("request a serving certificate")]
+    Csr(#[source] kube::Error),
+    #[error("the API server did not sign the serving certificate request")]
+    Unsigned,
+    #[error("certificates")]
+    Pki(#[from] skiff_pki::PkiError),
+    #[error("tls")]
+    Tls(#[from] rustls::Error),
+    #[error("tls client verifier")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("kubeconfig has no certificate-authority-data")]
+    NoCa,
+}
+
+/// The cluster CA from the kubeconfig (`certificate-authority-data`).
+pub fn cluster_ca(kubeconfig: &Path) -> Result<String, ServeError> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|_| ServeError::NoCa)?;
+    let data = kc
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.certificate_authority_data.clone())
+        .ok_or(ServeError::NoCa)?;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| ServeError::NoCa)?;
+    String::from_utf8(pem).map_err(|_| ServeError::NoCa)
+}
+
+/// Ask the API server to sign a serving certificate for this node: (cert PEM, key PEM).
+pub async fn serving_certificate(
+    client: &kube::Client,
+    node: &str,
+    ip: IpAddr,
+) -> Result<(String, String), ServeError> {
+    let (key, csr) = skiff_pki::kubelet_serving_request(node, &[ip])?;
+    let name = format!(
+        "skiff-serving-{node}-{}",
+        jiff::Timestamp::now().as_second()
+    );
+    let body = json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(csr),
+            "signerName": "kubernetes.io/kubelet-serving",
+            "usages": ["digital signature", "server auth"],
+        },
+    });
+    let req = Request::post("/apis/certificates.k8s.io/v1/certificatesigningrequests")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+        .map_err(|e| ServeError::Csr(kube::Error::HttpError(e)))?;
+    let created: serde_json::Value = client.request(req).await.map_err(ServeError::Csr)?;
+    let cert = created
+        .pointer("/status/certificate")
+        .and_then(|c| c.as_str())
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .and_then(|c| String::from_utf8(c).ok())
+        .ok_or(ServeError::Unsigned)?;
+    Ok((cert, key))
+}
+
+fn tls_config(cert: &str, key: &str, ca: &str) -> Result<rustls::ServerConfig, ServeError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.as_bytes()).flatten() {
+        roots.add(c)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .flatten()
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|_| rustls::Error::General("bad key".into()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Serve on `addr` forever.
+pub async fn serve(
+    addr: SocketAddr,
+    cert: String,
+    key: String,
+    ca: String,
+    data: PathBuf,
+) -> Result<(), ServeError> {
+    let cfg = Arc::new(tls_config(&cert, &key, &ca)?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let data = Arc::new(data);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let data = data.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let admin = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| skiff_pki::identity_from_der(c.as_ref()).ok())
+                .is_some_and(|id| id.groups.iter().any(|g| g == "system:masters"));
+            let svc = hyper::service::service_fn(move |req| {
+                let data = data.clone();
+                async move { Ok::<_, Infallible>(handle(&data, admin, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+fn text(code: StatusCode, msg: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(msg.into()).boxed());
+    *r.status_mut() = code;
+    r
+}
+
+fn query_map(q: Option<&str>) -> std::collections::HashMap<String, String> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter_map(|p| p.split_once('=').or(Some((p, ""))))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The UID of pod `ns/name` from the agent's on-disk records.
+fn find_uid(data: &Path, ns: &str, name: &str) -> Option<String> {
+    std::fs::read_dir(data.join("pods"))
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path().join("pod.json")).ok()?).ok()?;
+            (v["namespace"] == ns && v["name"] == name)
+                .then(|| v["uid"].as_str().map(str::to_owned))?
+        })
+}
+
+async fn handle(data: &Path, admin: bool, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    if !admin {
+        return text(StatusCode::FORBIDDEN, "forbidden\n");
+    }
+    let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+    let ["containerLogs", ns, pod, container] = parts.as_slice() else {
+        return text(StatusCode::NOT_FOUND, "404 page not found\n");
+    };
+    let q = query_map(req.uri().query());
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    let uid = q
+        .get("podUID")
+        .filter(|u| !u.is_empty() && data.join("pods").join(u.as_str()).exists())
+        .cloned()
+        .or_else(|| find_uid(data, ns, pod));
+    let Some(uid) = uid else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod \"{pod}\" not found on this node\n"),
+        );
+    };
+    let previous = flag("previous");
+    let Some(path) = crate::pod::log_file(data, &uid, container, previous) else {
+        let msg = if previous {
+            format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
+        } else {
+            format!(
+                "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            )
+        };
+        return text(StatusCode::BAD_REQUEST, msg);
+    };
+    let since = q
+        .get("sinceTime")
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .or_else(|| {
+            let secs: i64 = q.get("sinceSeconds")?.parse().ok()?;
+            jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(secs))
+                .ok()
+        });
+    let sel = Selection {
+        tail_lines: q.get("tailLines").and_then(|t| t.parse().ok()),
+        since,
+        timestamps: flag("timestamps"),
+        limit_bytes: q.get("limitBytes").and_then(|t| t.parse().ok()),
+    };
+    let follow = flag("follow") && !previous;
+    let content = tokio::fs::read(&path).await.unwrap_or_default();
+    let first = crate::logs::select(&content, &sel);
+    if !follow {
+        let mut r = text(StatusCode::OK, first);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain"),
+        );
+        return r;
+    }
+    // Follow: the selection so far, then whatever the shim appends until the attempt ends.
+    let attempt = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f.strip_suffix(".log"))
+        .unwrap_or("0")
+        .to_owned();
+    let exit_file = data
+        .join("pods")
+        .join(&uid)
+        .join("containers")
+        .join(container)
+        .join(&attempt)
+        .join("exit.json");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let offset = u64::try_from(content.len()).unwrap_or(0);
+    tokio::spawn(async move {
+        if !first.is_empty() && tx.send(Bytes::from(first)).await.is_err() {
+            return;
+        }
+        follow_file(path, offset, exit_file, sel, tx).await;
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+async fn follow_file(
+    path: PathBuf,
+    mut offset: u64,
+    exit_file: PathBuf,
+    sel: Selection,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let mut pending: Vec<u8> = Vec::new();
+    let render = Selection {
+        tail_lines: None,
+        ..sel
+    };
+    loop {
+        let exited = exit_file.exists();
+        let len = tokio::fs::metadata(&path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if len < offset {
+            // Rotated: the shim started a new file.
+            offset = 0;
+        }
+        if len > offset
+            && let Ok(mut f) = tokio::fs::File::open(&path).await
+            && f.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
+        {
+            let mut buf = Vec::new();
+            if f.read_to_end(&mut buf).await.is_ok() {
+                offset += u64::try_from(buf.len()).unwrap_or(0);
+                pending.extend_from_slice(&buf);
+                let mut out = Vec::new();
+                while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=nl).collect();
+                    if let Some(r) = parse_line(&line[..line.len() - 1])
+                        && render.wants(&r)
+                    {
+                        render.render(&r, &mut out);
+                    }
+                }
+                if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                    return;
+                }
+            }
+        } else if exited {
+            return;
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries() {
+        let q = query_map(Some(
+            "follow=true&sinceTime=2024-01-01T00%3A00%3A00Z&tailLines=5",
+        ));
+        assert_eq!(q["follow"], "true");
+        assert_eq!(q["sinceTime"], "2024-01-01T00:00:00Z");
+        assert_eq!(q["tailLines"], "5");
+    }
+
+    #[test]
+    fn finds_pods_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("pods/u1");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(
+            p.join("pod.json"),
+            r#"{"namespace":"ns","name":"web","uid":"u1"}"#,
+        )
+        .unwrap();
+        assert_eq!(find_uid(d.path(), "ns", "web").as_deref(), Some("u1"));
+        assert_eq!(find_uid(d.path(), "ns", "x"), None);
+    }
+}

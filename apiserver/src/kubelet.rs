@@ -1,0 +1,244 @@
+//! The API server's side of talking to node agents: signing their serving certificates
+//! (CertificateSigningRequests for `kubernetes.io/kubelet-serving`, approved and signed at
+//! create when the requester may act for that node), and proxying `pods/{name}/log` to the
+//! agent of the pod's node over TLS both ways (the agent's certificate must chain to the
+//! cluster CA; the server presents its own kubelet-client certificate).
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, StreamBody};
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+use skiff_pki::CertificateAuthority;
+
+use crate::auth::User;
+use crate::handlers::Ctx;
+use crate::response::Body;
+use crate::status::ApiError;
+
+/// What the server needs to reach agents and to sign for them.
+pub struct KubeletAccess {
+    pub ca: CertificateAuthority,
+    /// TLS client config: trusts the cluster CA, presents the kubelet-client certificate.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+/// Sign a new kubelet-serving CSR in place (status.certificate and an Approved condition)
+/// when its requester is the node it names or a cluster admin. Other signers are left for
+/// whoever handles them.
+pub fn sign_on_create(
+    access: Option<&KubeletAccess>,
+    user: &User,
+    csr: &mut Value,
+) -> Result<(), ApiError> {
+    if csr.pointer("/spec/signerName").and_then(Value::as_str) != Some(SERVING_SIGNER) {
+        return Ok(());
+    }
+    let Some(access) = access else { return Ok(()) };
+    let request = csr
+        .pointer("/spec/request")
+        .and_then(Value::as_str)
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("spec.request must be a base64 PEM certificate request")
+        })?;
+    let req = skiff_pki::read_serving_request(&request)
+        .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
+    let may = user.groups.iter().any(|g| g == "system:masters")
+        || user.name == format!("system:node:{}", req.node);
+    if !may {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "user \"{}\" may not request a serving certificate for node \"{}\"",
+                user.name, req.node
+            ),
+        ));
+    }
+    let signed = access
+        .ca
+        .sign_serving_request(&request)
+        .map_err(|e| ApiError::bad_request(format!("cannot sign certificate request: {e}")))?;
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    csr["status"] = json!({
+        "conditions": [{
+            "type": "Approved",
+            "status": "True",
+            "reason": "AutoApproved",
+            "message": "Auto approving kubelet serving certificate after SubjectAccessReview.",
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+        }],
+        "certificate": base64::engine::general_purpose::STANDARD.encode(signed.cert_pem),
+    });
+    Ok(())
+}
+
+/// `GET pods/{name}/log`: find the pod's node and stream the agent's answer.
+pub async fn log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let access = ctx
+        .api
+        .kubelet
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("this server cannot reach node agents"))?;
+    let name = ctx.name.clone().unwrap_or_default();
+    let ns = ctx.ns().map(str::to_owned).unwrap_or_default();
+    let pod = ctx
+        .api
+        .objects
+        .get(ctx.res, Some(&ns), &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ctx.res, &name))?;
+    let containers: Vec<String> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod["spec"][k].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    let mains: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    let container = match ctx.query.get("container") {
+        Some(c) if containers.iter().any(|n| n == c) => c.to_owned(),
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if mains.len() == 1 => mains[0].to_owned(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                mains.join(" ")
+            )));
+        }
+    };
+    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let nodes = ctx
+        .api
+        .registry
+        .get("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes are not registered"))?;
+    let node = ctx
+        .api
+        .objects
+        .get(nodes, None, node_name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(nodes, node_name))?;
+    let ip: IpAddr = node["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| ApiError::internal(format!("node {node_name} has no InternalIP")))?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(10250);
+    let mut query: Vec<String> = Vec::new();
+    for key in ["follow", "previous", "timestamps"] {
+        if ctx.query.flag(key) {
+            query.push(format!("{key}=true"));
+        }
+    }
+    for key in ["tailLines", "sinceSeconds", "sinceTime", "limitBytes"] {
+        if let Some(v) = ctx.query.get(key) {
+            let enc: String = v
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            query.push(format!("{key}={enc}"));
+        }
+    }
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+    let path = format!(
+        "/containerLogs/{ns}/{name}/{container}?{}&podUID={uid}",
+        query.join("&")
+    );
+    fetch(access, ip, port, &path).await
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        502,
+        "InternalError",
+        format!("error talking to the node agent: {e}"),
+    )
+}
+
+async fn fetch(
+    access: &KubeletAccess,
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
+    let tcp = tokio::net::TcpStream::connect((ip, port))
+        .await
+        .map_err(unavailable)?;
+    let connector = tokio_rustls::TlsConnector::from(access.tls.clone());
+    let tls = connector
+        .connect(ServerName::IpAddress(ip.into()), tcp)
+        .await
+        .map_err(unavailable)?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(unavailable)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::get(path)
+        .header(http::header::HOST, format!("{ip}:{port}"))
+        .body(Empty::<Bytes>::new())
+        .map_err(unavailable)?;
+    let resp = sender.send_request(req).await.map_err(unavailable)?;
+    let (parts, incoming) = resp.into_parts();
+    if !parts.status.is_success() {
+        let body = incoming
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let msg = String::from_utf8_lossy(&body).trim().to_owned();
+        let (code, reason) = match parts.status.as_u16() {
+            404 => (404, "NotFound"),
+            400 => (400, "BadRequest"),
+            _ => (500, "InternalError"),
+        };
+        return Err(ApiError::new(code, reason, msg));
+    }
+    let stream = futures::stream::unfold(incoming, |mut b| async move {
+        match b.frame().await {
+            Some(Ok(f)) => Some((Ok::<_, Infallible>(f), b)),
+            _ => None,
+        }
+    });
+    let mut out = Response::new(StreamBody::new(stream).boxed());
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(out)
+}
