@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian machine: install what is needed, build skiff, and start a
-# control plane on this host that stock kubectl can use.
+# The main job on a fresh Debian machine: install what is needed, build skiff, build the boot
+# artifact (Debian's cloud kernel + an initramfs holding the static skiff binary) and boot a
+# local QEMU cluster of skiff VMs: one control plane and two workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,22 +9,20 @@ bash scripts/install-deps.sh
 echo "==> cargo build --release --bin skiff"
 cargo build --release --bin skiff
 
-state=".state/server"
-mkdir -p "$state"
-rm -f "$state/kubeconfig"  # written anew once the server listens
-echo "==> starting skiff server (data in $state, log in $state.log)"
-./target/release/skiff server --data-dir "$state" --listen 127.0.0.1:6443 >"$state.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do
-  [ -f "$state/kubeconfig" ] && break
-  kill -0 "$pid" 2>/dev/null || { echo "skiff server exited; see $state.log" >&2; exit 1; }
-  sleep 0.1
-done
+state="${SKIFF_STATE:-.state/cluster}"
+workers="${SKIFF_WORKERS:-2}"
+if [ -f "$state/cluster.json" ]; then
+  echo "==> a cluster already exists in $state; destroying it first"
+  ./target/release/skiff cluster destroy --state "$state"
+fi
+echo "==> skiff cluster create --workers $workers --state $state"
+./target/release/skiff cluster create --workers "$workers" --state "$state"
 cat <<MSG
 
-skiff server is running (pid $pid).
+The cluster is up.
   export KUBECONFIG=$PWD/$state/kubeconfig
   kubectl get namespaces
   kubectl create deployment web --image=nginx
-Stop it with: kill $pid
+  ./target/release/skiff cluster status --state $state     # VMs, console logs, boot timelines
+  ./target/release/skiff cluster destroy --state $state    # removes every VM and file it made
 MSG
