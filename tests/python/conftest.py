@@ -22,14 +22,18 @@ def skiff_bin() -> str:
 
 
 class Server:
-    def __init__(self, data_dir: pathlib.Path):
+    """`skiff server` serving the API alone (no controllers): these tests check API semantics,
+    and controllers writing status would change the objects under them."""
+
+    def __init__(self, data_dir: pathlib.Path, controllers: bool = False):
         self.data_dir = data_dir
         self.kubeconfig = data_dir / "kubeconfig"
         self.log = open(data_dir.with_suffix(".log"), "ab")
         if self.kubeconfig.exists():
             self.kubeconfig.unlink()  # written anew once the server listens
         self.proc = subprocess.Popen(
-            [skiff_bin(), "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
+            [skiff_bin(), "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"]
+            + ([] if controllers else ["--no-controllers"]),
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=self.log,
