@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_EVENTS: usize = 10_000;
 /// Default approximate byte budget of the ring. Events of updates hold both the new and the
 /// previous value, so 16 MiB is about 4k updates of 2 KiB objects: sized for a server whose
 /// whole RSS should stay near 64 MB.
-pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
+pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 
 /// Fixed per-event overhead counted on top of keys and values.
 const EVENT_OVERHEAD: usize = 128;

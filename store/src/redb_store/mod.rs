@@ -44,7 +44,7 @@ pub struct RedbOptions {
 impl Default for RedbOptions {
     fn default() -> Self {
         Self {
-            cache_bytes: 16 << 20,
+            cache_bytes: 8 << 20,
             watch_events: DEFAULT_MAX_EVENTS,
             watch_bytes: DEFAULT_MAX_BYTES,
             max_batch: 1024,
