@@ -165,43 +165,11 @@ fn field_refs(m: &mut Map<String, Value>) {
     }
 }
 
-const VOLUME_SOURCES: &[&str] = &[
-    "hostPath",
-    "emptyDir",
-    "gitRepo",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "flocker",
-    "persistentVolumeClaim",
-    "rbd",
-    "cinder",
-    "cephfs",
-    "quobyte",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "vsphereVolume",
-    "azureDisk",
-    "photonPersistentDisk",
-    "portworxVolume",
-    "projected",
-    "scaleIO",
-    "configMap",
-    "storageos",
-    "csi",
-    "ephemeral",
-    "image",
-];
-
 fn volume(v: &mut Value) {
     let Some(m) = v.as_object_mut() else {
         return;
     };
-    if !VOLUME_SOURCES
+    if !crate::validation::VOLUME_SOURCES
         .iter()
         .any(|s| m.get(*s).is_some_and(|x| !x.is_null()))
     {

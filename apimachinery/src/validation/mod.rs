@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 pub use field::{Cause, CauseType, Path};
 pub use meta::{NameRule, name_rule, selector_matches};
+pub(crate) use pod::VOLUME_SOURCES;
 pub use quantity::Quantity;
 
 use crate::registry::Resource;

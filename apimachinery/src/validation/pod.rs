@@ -18,7 +18,7 @@ const FILE_MODE_ERROR: &str = "must be a number between 0 and 0777 (octal), both
 const MAX_INT32: i64 = 2_147_483_647;
 
 /// Volume sources in the order Kubernetes checks them.
-const VOLUME_SOURCES: &[&str] = &[
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "hostPath",
     "emptyDir",
     "gitRepo",
