@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -211,17 +211,7 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error>
                 != status.get(*k).unwrap_or(&serde_json::Value::Null)
         });
     if differs {
-        let api: Api<CronJob> = ctx.api(&ns);
-        let r = api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-            .map(|_| ())
-            .map_err(Error::from);
-        tolerate(r, &[404])?;
+        ctx.patch_status::<CronJob>(&ns, &name, &status).await?;
     }
     let next = schedule
         .next_after(now)

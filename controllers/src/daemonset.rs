@@ -14,10 +14,9 @@ use k8s_openapi::api::core::v1::{
     Toleration,
 };
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use serde_json::json;
 
 use crate::deployment::scaled_value;
 use crate::replicaset::pod_from_template;
@@ -262,17 +261,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
         conditions: ds.status.as_ref().and_then(|s| s.conditions.clone()),
     };
     if ds.status.as_ref() != Some(&status) {
-        let api: Api<DaemonSet> = ctx.api(&ns);
-        let r = api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-            .map(|_| ())
-            .map_err(Error::from);
-        tolerate(r, &[404])?;
+        ctx.patch_status::<DaemonSet>(&ns, &name, &status).await?;
     }
     Ok(Action::requeue(Duration::from_secs(
         if unavailable_now > 0 { 2 } else { 300 },

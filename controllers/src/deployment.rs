@@ -629,17 +629,8 @@ async fn update_status(
         collision_count,
     };
     if d.status.as_ref() != Some(&status) {
-        let api: Api<Deployment> = ctx.api(&d.namespace().unwrap_or_default());
-        let r = api
-            .patch_status(
-                &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-            .map(|_| ())
-            .map_err(Error::from);
-        tolerate(r, &[404])?;
+        ctx.patch_status::<Deployment>(&d.namespace().unwrap_or_default(), &d.name_any(), &status)
+            .await?;
     }
     if !complete && !paused {
         return Ok(Action::requeue(Duration::from_secs(

@@ -75,17 +75,8 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Err
         conditions: rs.status.as_ref().and_then(|s| s.conditions.clone()),
     };
     if rs.status.as_ref() != Some(&status) {
-        let api: Api<ReplicaSet> = ctx.api(&ns);
-        let r = api
-            .patch_status(
-                &rs.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-            .map(|_| ())
-            .map_err(Error::from);
-        tolerate(r, &[404])?;
+        ctx.patch_status::<ReplicaSet>(&ns, &rs.name_any(), &status)
+            .await?;
     }
     // Pods that are ready but not yet available need another look when they become so.
     let next = active

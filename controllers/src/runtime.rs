@@ -182,6 +182,33 @@ impl Ctx {
         }
     }
 
+    /// Merge-patch `status` onto a namespaced object's status subresource; an object deleted
+    /// meanwhile is not an error.
+    pub async fn patch_status<K>(
+        &self,
+        ns: &str,
+        name: &str,
+        status: &impl serde::Serialize,
+    ) -> Result<(), Error>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let api: Api<K> = self.api(ns);
+        let r = api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "status": status })),
+            )
+            .await
+            .map(|_| ())
+            .map_err(Error::from);
+        tolerate(r, &[404])
+    }
+
     pub fn api<K>(&self, ns: &str) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,

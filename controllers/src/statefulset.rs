@@ -14,9 +14,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
-use serde_json::json;
 
 use crate::replicaset::pod_from_template;
 use crate::revisions::{self, HASH_LABEL};
@@ -205,17 +204,8 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, E
         conditions: status.conditions.clone(),
     };
     if set.status.as_ref() != Some(&new_status) {
-        let api: Api<StatefulSet> = ctx.api(&ns);
-        let r = api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": new_status})),
-            )
-            .await
-            .map(|_| ())
-            .map_err(Error::from);
-        tolerate(r, &[404])?;
+        ctx.patch_status::<StatefulSet>(&ns, &name, &new_status)
+            .await?;
     }
     Ok(if acted {
         Action::requeue(Duration::from_secs(1))
