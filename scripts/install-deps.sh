@@ -11,7 +11,7 @@ APT_PACKAGES=(
   busybox-static nginx-light                     # test images are built from these packages
   qemu-system-x86 kmod e2fsprogs zstd cpio       # boot skiff VMs; depmod; state disks
   nftables iproute2 util-linux runc              # agent tests (nft, netns, nsenter); runc is the benchmark peer
-  curl ca-certificates
+  curl ca-certificates openssl
 )
 PIP_PACKAGES=("kubernetes==32.0.1" "pytest==8.3.*" "requests" "pyyaml")
 

@@ -36,6 +36,10 @@ enum Command {
         /// The cluster CA's private key (PEM).
         #[arg(long, value_name = "FILE", requires = "ca_cert")]
         ca_key: Option<PathBuf>,
+        /// Service-account signing key (PEM PKCS#8 P-256, from `skiff gen config`); without it
+        /// the server makes one in DATA/pki/sa.key on first start.
+        #[arg(long, value_name = "FILE")]
+        service_account_key_file: Option<PathBuf>,
         /// Another name or IP the serving certificate must cover (repeatable).
         #[arg(long, value_name = "NAME")]
         san: Vec<String>,
@@ -75,6 +79,12 @@ enum Command {
         /// Run images from root filesystem directories `DIR/<name>` instead of pulling them.
         #[arg(long, value_name = "DIR")]
         local_images: Option<PathBuf>,
+        /// Percent of the image filesystem in use above which unused images are removed.
+        #[arg(long, value_name = "PERCENT", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+        image_gc_high_threshold: u8,
+        /// Percent of the image filesystem in use image garbage collection frees down to.
+        #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+        image_gc_low_threshold: u8,
     },
     /// Generate things: `skiff gen config`.
     Gen {
@@ -122,9 +132,24 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         heartbeat: Duration,
     },
+    /// Talk to nodes through the machine API (mutual TLS, port 50000): version, services,
+    /// logs, dmesg, reboot, shutdown, apply-config, upgrade, kubeconfig, reset.
+    Ctl(skiff_machine_api::ctl::CtlArgs),
+    /// Serve the machine API on this host (development and tests; never reboots the host).
+    #[command(hide = true, name = "machine-api")]
+    MachineApi {
+        #[command(subcommand)]
+        what: MachineApiCommand,
+    },
     /// Run as PID 1 (what the kernel starts as /init).
     #[command(hide = true)]
     Init,
+}
+
+#[derive(Subcommand)]
+enum MachineApiCommand {
+    /// Serve the machine API of this host with a host-mode node.
+    ServeHost(skiff_machine_api::ctl::ServeHostArgs),
 }
 
 #[derive(Subcommand)]
@@ -182,6 +207,13 @@ enum ClusterCommand {
         /// Host port for the API on 127.0.0.1 (default: a free one).
         #[arg(long)]
         api_port: Option<u16>,
+        /// Memory per worker VM, MiB (default: --memory).
+        #[arg(long)]
+        worker_memory: Option<u32>,
+        /// Registry mirror for the nodes, e.g. `docker.io=http://10.0.2.2:5000` (10.0.2.2 is
+        /// the host's 127.0.0.1 as the VMs see it). Repeatable.
+        #[arg(long = "registry-mirror", value_name = "REGISTRY=URL")]
+        registry_mirrors: Vec<String>,
     },
     /// List the VMs, their console logs and boot timelines.
     Status {
@@ -230,7 +262,11 @@ fn exit_code(e: &skiff_apiserver::ServerError) -> u8 {
     use skiff_apiserver::ServerError as E;
     match e {
         E::Listen { .. } => 4,
-        E::DataDir { .. } | E::Store { .. } | E::Pki { .. } | E::Tokens(_) => 3,
+        E::DataDir { .. }
+        | E::Store { .. }
+        | E::Pki { .. }
+        | E::Tokens(_)
+        | E::ServiceAccountKey(_) => 3,
         E::Bootstrap(_) => 1,
     }
 }
@@ -261,6 +297,7 @@ fn main() -> ExitCode {
             listen,
             ca_cert,
             ca_key,
+            service_account_key_file,
             san,
             no_controllers,
             node_monitor_grace_period,
@@ -282,6 +319,18 @@ fn main() -> ExitCode {
                     }
                     (Err(e), _) | (_, Err(e)) => {
                         eprintln!("skiff server: cannot read the CA files: {e}");
+                        return ExitCode::from(3);
+                    }
+                }
+            }
+            if let Some(path) = service_account_key_file {
+                match std::fs::read_to_string(&path) {
+                    Ok(pem) => opts.service_account_key = Some(pem),
+                    Err(e) => {
+                        eprintln!(
+                            "skiff server: cannot read the service-account key {}: {e}",
+                            path.display()
+                        );
                         return ExitCode::from(3);
                     }
                 }
@@ -326,9 +375,19 @@ fn main() -> ExitCode {
                 image,
                 memory,
                 api_port,
+                worker_memory,
+                registry_mirrors,
             } => cli_result(
                 "skiff cluster create",
-                tools::cluster_create(workers, control_planes, &state, image, memory, api_port),
+                tools::cluster_create(
+                    workers,
+                    control_planes,
+                    &state,
+                    image,
+                    (memory, worker_memory),
+                    api_port,
+                    &registry_mirrors,
+                ),
             ),
             ClusterCommand::Status { state } => {
                 cli_result("skiff cluster status", tools::cluster_status(&state))
@@ -382,6 +441,8 @@ fn main() -> ExitCode {
             node_ip,
             port,
             local_images,
+            image_gc_high_threshold,
+            image_gc_low_threshold,
         } => {
             let node_name = node_name.unwrap_or_else(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -396,11 +457,42 @@ fn main() -> ExitCode {
                 node_ip,
                 port,
                 local_images,
+                image_gc: skiff_agent::image::GcPolicy {
+                    high_percent: image_gc_high_threshold,
+                    low_percent: image_gc_low_threshold.min(image_gc_high_threshold),
+                    ..skiff_agent::image::GcPolicy::default()
+                },
             };
             let Some(runtime) = runtime() else {
                 return ExitCode::from(1);
             };
             runtime.block_on(agent(opts))
+        }
+        Command::Ctl(args) => {
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
+            };
+            match runtime.block_on(skiff_machine_api::ctl::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("skiff ctl: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Command::MachineApi {
+            what: MachineApiCommand::ServeHost(args),
+        } => {
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
+            };
+            match runtime.block_on(skiff_machine_api::ctl::serve_host(args, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("skiff machine-api: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
         }
         Command::Init => {
             eprintln!("skiff init: only the kernel starts init (as PID 1)");
@@ -500,7 +592,9 @@ async fn server(
         "serving the Kubernetes API; try: kubectl --kubeconfig {} get namespaces",
         data_dir.join("kubeconfig").display()
     );
-    if let Some(opts) = controllers {
+    if let Some(mut opts) = controllers {
+        opts.root_ca = std::fs::read_to_string(data_dir.join("pki/ca.crt")).ok();
+        server.api.expect_default_service_accounts();
         start_control_loops(server.api.clone(), opts);
     }
     server.serve(shutdown_signal()).await;

@@ -91,6 +91,9 @@ pub fn image_build(
             .collect(),
         source_date_epoch: source_date_epoch(workspace),
         zstd_level: 19,
+        ca_bundle: Path::new(skiff_image_build::HOST_CA_BUNDLE)
+            .is_file()
+            .then(|| PathBuf::from(skiff_image_build::HOST_CA_BUNDLE)),
     };
     let report = skiff_image_build::build(&opts, Some(&key), &mut |step| {
         bar.inc(1);
@@ -126,8 +129,9 @@ pub fn cluster_create(
     control_planes: u32,
     state: &Path,
     image: Option<PathBuf>,
-    memory: u32,
+    (memory, worker_memory): (u32, Option<u32>),
     api_port: Option<u16>,
+    registry_mirrors: &[String],
 ) -> Result<()> {
     if control_planes != 1 {
         return Err(
@@ -145,12 +149,30 @@ pub fn cluster_create(
         }
     };
     let started = SystemTime::now();
-    let cluster = skiff_qemu::ClusterBuilder::new(state, &image)
+    let mut builder = skiff_qemu::ClusterBuilder::new(state, &image)
         .workers(workers)
         .control_planes(control_planes)
         .memory_mib(memory)
+        .worker_memory_mib(worker_memory)
         .api_port(api_port)
-        .create()?;
+        .progress(true);
+    for mirror in registry_mirrors {
+        let (registry, url) = mirror
+            .split_once('=')
+            .ok_or_else(|| format!("--registry-mirror {mirror:?}: want REGISTRY=URL"))?;
+        builder = builder.registry_mirror(registry, url);
+    }
+    let cluster = match builder.create() {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            eprintln!(
+                "skiff: cluster create failed; the VMs it started are stopped. Console logs stay in {}/nodes/*/console.log; `skiff cluster destroy --state {}` removes them.",
+                state.display(),
+                state.display()
+            );
+            return Err(e.into());
+        }
+    };
     let took = SystemTime::now()
         .duration_since(started)
         .unwrap_or_default()
@@ -160,14 +182,21 @@ pub fn cluster_create(
         "cluster {} is up in {took:.1}s ({}, API on 127.0.0.1:{})",
         record.name, record.accel, record.api_port
     );
-    if workers > 0 {
-        println!(
-            "note: workers start `skiff agent`, which is not built yet; they will not register as nodes"
-        );
-    }
     println!(
-        "kubectl --kubeconfig {} get namespaces",
+        "kubectl --kubeconfig {} get nodes",
         record.kubeconfig.display()
+    );
+    println!(
+        "skiff ctl --config {} --nodes {} version   # the machine API",
+        record.skiffconfig.display(),
+        record
+            .nodes
+            .first()
+            .map_or("NODE", |n| n.machine_api.as_str())
+    );
+    println!(
+        "skiff cluster status --state {0}    # VMs, console logs, boot timelines\nskiff cluster destroy --state {0}   # stop every VM, remove everything",
+        state.display()
     );
     Ok(())
 }
@@ -187,6 +216,9 @@ pub fn cluster_status(state: &Path) -> Result<()> {
             node.record.address,
             node.record.console.display()
         );
+        if !node.record.machine_api.is_empty() {
+            println!("           machine API: {}", node.record.machine_api);
+        }
         let last = skiff_qemu::last_boot(&node.phases);
         if !last.is_empty() {
             println!("           boot: {}", skiff_qemu::render_timeline(last));

@@ -25,6 +25,9 @@ pub struct ImageConfig {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub user: Option<String>,
+    /// The signal that asks the container to stop (`SIGQUIT` for nginx); SIGTERM if unset.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 /// An image ready to run.
@@ -60,6 +63,12 @@ pub trait Images: Send + Sync {
         policy: Option<&'a str>,
         pull_secrets: &'a [Secret],
     ) -> BoxFuture<'a, Result<Image, ImageError>>;
+
+    /// Whether [`Images::ensure`] with `policy` will contact a registry (for the `Pulling`
+    /// event the kubelet posts before a pull).
+    fn will_pull(&self, _reference: &str, _policy: Option<&str>) -> bool {
+        false
+    }
 }
 
 /// Images as directories: `reference` `docker.io/library/busybox:1.36` is `DIR/busybox`, a
@@ -122,6 +131,14 @@ impl Images for LocalImages {
 
 /// The OCI image store: pulls through registries and mirrors, verified and unpacked layers.
 impl Images for ImageService {
+    fn will_pull(&self, reference: &str, policy: Option<&str>) -> bool {
+        let Ok(r) = ImageRef::parse(reference) else {
+            return false;
+        };
+        let present = self.get(reference).ok().flatten().is_some();
+        PullPolicy::for_container(policy, &r).decide(present) == crate::image::PullDecision::Pull
+    }
+
     fn ensure<'a>(
         &'a self,
         reference: &'a str,
@@ -152,6 +169,7 @@ impl Images for ImageService {
                     env: Some(c.env.clone()),
                     working_dir: c.working_dir.clone(),
                     user: c.user.clone(),
+                    stop_signal: c.stop_signal.clone(),
                 },
                 pulled: ensured.pulled,
             })

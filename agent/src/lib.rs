@@ -10,6 +10,8 @@ pub mod node;
 pub mod pod;
 pub mod runtime;
 pub mod server;
+pub mod spdy;
+pub mod stream;
 pub mod sys;
 
 use std::future::Future;
@@ -35,6 +37,8 @@ pub struct AgentOptions {
     pub node_ip: Option<IpAddr>,
     pub port: u16,
     pub local_images: Option<PathBuf>,
+    /// When image garbage collection runs and when the node reports DiskPressure.
+    pub image_gc: image::GcPolicy,
 }
 
 /// Why the agent stopped.
@@ -115,6 +119,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         ip,
         port: opts.port,
         data_dir: opts.data_dir.clone(),
+        image_fs_pressure: Arc::default(),
     };
     let registered = node::register(&client, &cfg).await?;
     tracing::info!(node = %cfg.name, %ip, "registered");
@@ -133,6 +138,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
                 IpAddr::V4(v4) => vec![v4],
                 IpAddr::V6(_) => vec![],
             };
+            // A NAT failure is only a warning inside: pods still reach pods and nodes.
             n.setup_host(&own).await?;
             Some(n)
         }
@@ -145,9 +151,17 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
             for m in &opts.registry_mirrors {
                 mirrors.push(m.parse().map_err(|_| AgentError::Mirror(m.clone()))?);
             }
-            Arc::new(
+            let service = Arc::new(
                 image::ImageService::open(&opts.data_dir, mirrors).map_err(AgentError::Images)?,
-            )
+            );
+            tokio::spawn(image::gc_loop(
+                service.clone(),
+                client.clone(),
+                cfg.name.clone(),
+                opts.image_gc,
+                cfg.image_fs_pressure.clone(),
+            ));
+            service
         }
     };
     let exe = std::env::current_exe().map_err(|source| AgentError::DataDir {
@@ -167,10 +181,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         images,
         data: opts.data_dir.clone(),
         cluster_dns: None,
-        events: pod::Recorder {
-            client: client.clone(),
-            node: cfg.name.clone(),
-        },
+        events: pod::Recorder::new(client.clone(), cfg.name.clone()),
     });
     tokio::spawn(routes_loop(ctx.clone()));
     tokio::select! {

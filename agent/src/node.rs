@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub ip: IpAddr,
     pub port: u16,
     pub data_dir: std::path::PathBuf,
+    /// Set by image GC when it cannot free enough of the image filesystem (DiskPressure).
+    pub image_fs_pressure: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why talking to the API about the node failed.
@@ -300,7 +302,10 @@ pub async fn status_loop(client: kube::Client, cfg: NodeConfig) {
     loop {
         tokio::time::sleep(STATUS_PERIOD).await;
         let now = jiff::Timestamp::now().to_string();
-        let pressure = observe_pressure(&cfg.data_dir);
+        let mut pressure = observe_pressure(&cfg.data_dir);
+        pressure.disk |= cfg
+            .image_fs_pressure
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut st = status(&cfg, &now, pressure, capacity(&cfg.data_dir));
         // Keep transition times of conditions whose status did not change.
         if let Ok(old) = api.get_status(&cfg.name).await
@@ -340,6 +345,7 @@ mod tests {
             ip: "10.0.0.5".parse().unwrap(),
             port: 10250,
             data_dir: d.path().into(),
+            image_fs_pressure: Default::default(),
         };
         let n = node_object(&cfg);
         let node: Node = serde_json::from_value(n.clone()).unwrap();
@@ -361,5 +367,24 @@ mod tests {
                 .ends_with("Ki")
         );
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
+    }
+
+    #[test]
+    fn disk_pressure_shows_in_the_condition() {
+        let conds = conditions(
+            "2026-01-01T00:00:00Z",
+            Pressure {
+                memory: false,
+                disk: true,
+            },
+        );
+        let disk = conds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "DiskPressure")
+            .unwrap();
+        assert_eq!(disk["status"], "True");
+        assert_eq!(disk["reason"], "KubeletHasDiskPressure");
     }
 }

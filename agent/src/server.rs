@@ -1,5 +1,6 @@
 //! The agent's HTTPS endpoint (the kubelet port): container logs for the API server's
-//! `pods/{name}/log` proxy. The serving certificate comes from the cluster CA through a
+//! `pods/{name}/log` proxy, and the SPDY upgrades behind `pods/{name}/portforward` and
+//! `pods/{name}/exec` (served by [`crate::stream`]). The serving certificate comes from the cluster CA through a
 //! `kubernetes.io/kubelet-serving` CertificateSigningRequest; clients must present a
 //! certificate from the same CA carrying the `system:masters` group.
 
@@ -18,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 use crate::logs::{Selection, parse_line};
 
@@ -158,6 +159,7 @@ pub async fn serve(
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), svc)
+                .with_upgrades()
                 .await;
         });
     }
@@ -170,11 +172,15 @@ fn text(code: StatusCode, msg: impl Into<Bytes>) -> Response<Body> {
 }
 
 fn query_map(q: Option<&str>) -> std::collections::HashMap<String, String> {
-    q.unwrap_or_default()
-        .split('&')
-        .filter_map(|p| p.split_once('=').or(Some((p, ""))))
-        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
-        .collect()
+    query_pairs(q.unwrap_or_default()).collect()
+}
+
+/// Decoded `key=value` pairs of a query string, repeats kept in order.
+pub(crate) fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -209,11 +215,21 @@ fn find_uid(data: &Path, ns: &str, name: &str) -> Option<String> {
         })
 }
 
-async fn handle(data: &Path, admin: bool, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn handle(
+    data: &Path,
+    admin: bool,
+    mut req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     if !admin {
         return text(StatusCode::FORBIDDEN, "forbidden\n");
     }
-    let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["portForward", ns, pod] => return upgrade(data, &mut req, ns, pod, None),
+        ["exec", ns, pod, container] => return upgrade(data, &mut req, ns, pod, Some(container)),
+        _ => {}
+    }
     let ["containerLogs", ns, pod, container] = parts.as_slice() else {
         return text(StatusCode::NOT_FOUND, "404 page not found\n");
     };
@@ -257,7 +273,15 @@ async fn handle(data: &Path, admin: bool, req: Request<hyper::body::Incoming>) -
         limit_bytes: q.get("limitBytes").and_then(|t| t.parse().ok()),
     };
     let follow = flag("follow") && !previous;
-    let content = tokio::fs::read(&path).await.unwrap_or_default();
+    // Keep the descriptor: a follower still drains what was written even after rotation
+    // renames the file or pod deletion unlinks it.
+    let mut file = tokio::fs::File::open(&path).await.ok();
+    let mut content = Vec::new();
+    if let Some(f) = file.as_mut()
+        && f.read_to_end(&mut content).await.is_err()
+    {
+        content.clear();
+    }
     let first = crate::logs::select(&content, &sel);
     if !follow {
         let mut r = text(StatusCode::OK, first);
@@ -282,12 +306,11 @@ async fn handle(data: &Path, admin: bool, req: Request<hyper::body::Incoming>) -
         .join(&attempt)
         .join("exit.json");
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    let offset = u64::try_from(content.len()).unwrap_or(0);
     tokio::spawn(async move {
         if !first.is_empty() && tx.send(Bytes::from(first)).await.is_err() {
             return;
         }
-        follow_file(path, offset, exit_file, sel, tx).await;
+        follow_file(path, file, exit_file, sel, tx).await;
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -302,13 +325,123 @@ async fn handle(data: &Path, admin: bool, req: Request<hyper::body::Incoming>) -
     r
 }
 
+/// Switch a `portForward` or `exec` request to SPDY/3.1 and serve it on the upgraded
+/// connection.
+fn upgrade(
+    data: &Path,
+    req: &mut Request<hyper::body::Incoming>,
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+) -> Response<Body> {
+    let wants_spdy = req
+        .headers()
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
+    if !wants_spdy {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: only SPDY/3.1 streams are served\n",
+        );
+    }
+    let protocol = if container.is_some() {
+        crate::stream::EXEC_PROTOCOL
+    } else {
+        crate::stream::PORT_FORWARD_PROTOCOL
+    };
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_owned())
+        .collect();
+    if !offered.iter().any(|p| p == protocol) {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{protocol}]\n"
+            ),
+        );
+    }
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let q = query_map(Some(&query));
+    let uid = q
+        .get("podUID")
+        .filter(|u| !u.is_empty() && data.join("pods").join(u.as_str()).exists())
+        .cloned()
+        .or_else(|| find_uid(data, ns, pod));
+    let Some(uid) = uid else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod \"{pod}\" not found on this node\n"),
+        );
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    let pod_dir = data.join("pods").join(&uid);
+    match container {
+        None => {
+            let netns = Some(pod_dir.join("ns").join("net")).filter(|p| p.exists());
+            let pod = pod.to_owned();
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    crate::stream::port_forward(TokioIo::new(up), netns, pod).await;
+                }
+            });
+        }
+        Some(container) => {
+            let spec = match crate::stream::exec_target(data, &uid, container) {
+                Ok(s) => s,
+                Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+            };
+            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+            let state_dir = pod_dir.join("containers").join(container);
+            let request = crate::stream::ExecRequest::from_query(&query);
+            if request.command.is_empty() {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "you must specify at least 1 command\n",
+                );
+            }
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    crate::stream::exec(TokioIo::new(up), exe, state_dir, spec, request).await;
+                }
+            });
+        }
+    }
+    let mut r = Response::new(Full::new(Bytes::new()).boxed());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("SPDY/3.1"),
+    );
+    h.insert(
+        "x-stream-protocol-version",
+        http::HeaderValue::from_static(protocol),
+    );
+    r
+}
+
+/// Streams what the shim appends to `path` from the open descriptor `file` (positioned after
+/// what was already sent) until the attempt has exited and everything is drained. Rotation
+/// (the shim renames the file and opens a new one) and unlinking are detected by inode, after
+/// the old descriptor has been read to its end.
 async fn follow_file(
     path: PathBuf,
-    mut offset: u64,
+    mut file: Option<tokio::fs::File>,
     exit_file: PathBuf,
     sel: Selection,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
+    use std::os::unix::fs::MetadataExt;
     let mut pending: Vec<u8> = Vec::new();
     let render = Selection {
         tail_lines: None,
@@ -316,39 +449,45 @@ async fn follow_file(
     };
     loop {
         let exited = exit_file.exists();
-        let len = tokio::fs::metadata(&path)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if len < offset {
-            // Rotated: the shim started a new file.
-            offset = 0;
+        if file.is_none() {
+            file = tokio::fs::File::open(&path).await.ok();
         }
-        if len > offset
-            && let Ok(mut f) = tokio::fs::File::open(&path).await
-            && f.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
+        let mut buf = Vec::new();
+        if let Some(f) = file.as_mut()
+            && f.read_to_end(&mut buf).await.is_err()
         {
-            let mut buf = Vec::new();
-            if f.read_to_end(&mut buf).await.is_ok() {
-                offset += u64::try_from(buf.len()).unwrap_or(0);
-                pending.extend_from_slice(&buf);
-                let mut out = Vec::new();
-                while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=nl).collect();
-                    if let Some(r) = parse_line(&line[..line.len() - 1])
-                        && render.wants(&r)
-                    {
-                        render.render(&r, &mut out);
-                    }
-                }
-                if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
-                    return;
+            buf.clear();
+        }
+        if !buf.is_empty() {
+            pending.extend_from_slice(&buf);
+            let mut out = Vec::new();
+            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                if let Some(r) = parse_line(&line[..line.len() - 1])
+                    && render.wants(&r)
+                {
+                    render.render(&r, &mut out);
                 }
             }
-        } else if exited {
-            return;
+            if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                return;
+            }
+            continue;
         }
-        if tx.is_closed() {
+        // Drained this descriptor: has the path moved on to a new file, or gone?
+        let open_ino = match file.as_ref() {
+            Some(f) => f.metadata().await.ok().map(|m| m.ino()),
+            None => None,
+        };
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if open_ino.is_some_and(|ino| ino != m.ino()) => {
+                file = None;
+                continue;
+            }
+            Err(_) if open_ino.is_some() => return,
+            _ => {}
+        }
+        if exited || tx.is_closed() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -381,5 +520,48 @@ mod tests {
         .unwrap();
         assert_eq!(find_uid(d.path(), "ns", "web").as_deref(), Some("u1"));
         assert_eq!(find_uid(d.path(), "ns", "x"), None);
+    }
+
+    /// A follower drains lines written just before the file is rotated away or unlinked, then
+    /// picks up the new file, and ends once the attempt exited.
+    #[tokio::test]
+    async fn follow_survives_rotation_and_unlink() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("0.log");
+        let exit = d.path().join("exit.json");
+        let line = |t: &str| format!("2024-01-01T00:00:00.000000000Z stdout F {t}\n");
+        std::fs::write(&path, line("one")).unwrap();
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let mut seen = Vec::new();
+        file.read_to_end(&mut seen).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let task = tokio::spawn(follow_file(
+            path.clone(),
+            Some(file),
+            exit.clone(),
+            Selection::default(),
+            tx,
+        ));
+        let append = |t: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(line(t).as_bytes()).unwrap();
+        };
+        append("two");
+        std::fs::rename(&path, d.path().join("0.log.1")).unwrap();
+        std::fs::write(&path, line("three")).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        append("four");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&exit, "{}").unwrap();
+        let mut got = String::new();
+        while let Some(b) = rx.recv().await {
+            got.push_str(std::str::from_utf8(&b).unwrap());
+        }
+        task.await.unwrap();
+        assert_eq!(got, "two\nthree\nfour\n");
     }
 }

@@ -35,6 +35,12 @@ pub enum Subresource {
     Finalize,
     /// `log`: a pod container's log, proxied from the node agent (plain text, not an object).
     Log,
+    /// `token`: an `authentication.k8s.io/v1` TokenRequest posted for a service account.
+    Token,
+    /// `exec`: a command run in a pod's container, streamed over an upgraded connection.
+    Exec,
+    /// `portforward`: TCP connections to a pod's ports over an upgraded connection.
+    PortForward,
 }
 
 impl Subresource {
@@ -45,6 +51,9 @@ impl Subresource {
             Self::Binding => "binding",
             Self::Finalize => "finalize",
             Self::Log => "log",
+            Self::Token => "token",
+            Self::Exec => "exec",
+            Self::PortForward => "portforward",
         }
     }
 
@@ -52,9 +61,10 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Self::Status | Self::Scale => &["get", "patch", "update"],
-            Self::Binding => &["create"],
+            Self::Binding | Self::Token => &["create"],
             Self::Finalize => &["update"],
             Self::Log => &["get"],
+            Self::Exec | Self::PortForward => &["create", "get"],
         }
     }
 
@@ -66,6 +76,9 @@ impl Subresource {
             }
             Self::Scale => ("autoscaling", "v1", "Scale"),
             Self::Binding => ("", "v1", "Binding"),
+            Self::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
+            Self::Exec => ("", "v1", "PodExecOptions"),
+            Self::PortForward => ("", "v1", "PodPortForwardOptions"),
         }
     }
 }
@@ -196,7 +209,7 @@ impl Resource {
 }
 
 fn roundtrip<K: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_json::Error> {
-    let typed: K = serde_json::from_value(v.clone())?;
+    let typed = K::deserialize(v)?;
     serde_json::to_value(typed)
 }
 
@@ -352,7 +365,7 @@ fn leak_lowercase(s: &'static str) -> &'static str {
 
 fn builtin_resources() -> Vec<Resource> {
     use Scope::{Cluster, Namespaced};
-    use Subresource::{Binding, Finalize, Log, Scale, Status};
+    use Subresource::{Binding, Exec, Finalize, Log, PortForward, Scale, Status, Token};
     const ALL: &[&str] = &["all"];
     const NONE: &[&str] = &[];
     let mut events_v1 = def::<events::v1::Event>(Def {
@@ -388,7 +401,7 @@ fn builtin_resources() -> Vec<Resource> {
             scope: Namespaced,
             short_names: &["po"],
             categories: ALL,
-            subresources: &[Status, Binding, Log],
+            subresources: &[Status, Binding, Log, Exec, PortForward],
         }),
         def::<core::v1::Node>(Def {
             group: "",
@@ -448,7 +461,7 @@ fn builtin_resources() -> Vec<Resource> {
             scope: Namespaced,
             short_names: &["sa"],
             categories: NONE,
-            subresources: &[],
+            subresources: &[Token],
         }),
         def::<core::v1::Event>(Def {
             group: "",

@@ -1,8 +1,8 @@
-//! Authentication: x509 client certificates (CN = user, O = groups) and bearer tokens from a
-//! static token file. Requests with neither are anonymous; only health and version paths
-//! answer them.
+//! Authentication: x509 client certificates (CN = user, O = groups), bearer tokens from a
+//! static token file, and service-account JWTs (checked in `tokens`). Requests with none are
+//! anonymous; only health and version paths answer them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use http::HeaderMap;
@@ -14,6 +14,10 @@ use crate::status::ApiError;
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    /// Empty unless the authenticator knows one (service accounts: the account's uid).
+    pub uid: String,
+    /// Extra attributes (bound pod, node, credential id of service-account tokens).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl User {
@@ -24,6 +28,8 @@ impl User {
         Self {
             name: name.into(),
             groups,
+            uid: String::new(),
+            extra: BTreeMap::new(),
         }
     }
 }
@@ -116,25 +122,38 @@ fn split_csv(line: &str) -> Vec<String> {
     out.into_iter().map(|s| s.trim().to_string()).collect()
 }
 
-/// Decide who is asking. A bearer token that does not match is refused outright, as in
-/// Kubernetes; otherwise the client certificate's identity is used, else anonymous (`None`).
+/// What a request's credentials say before any check that needs the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A static token or the client certificate named this user.
+    User(User),
+    /// A bearer token shaped like a JWT that the token file does not know: a service-account
+    /// token to verify (`tokens::authenticate`).
+    ServiceAccountToken(String),
+    Anonymous,
+}
+
+/// Decide who is asking. A bearer token that matches nothing is refused outright, as in
+/// Kubernetes; otherwise the client certificate's identity is used, else anonymous.
 pub fn authenticate(
     headers: &HeaderMap,
     cert_user: Option<&User>,
     tokens: &Tokens,
-) -> Result<Option<User>, ApiError> {
+) -> Result<Credential, ApiError> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
         if let Some(token) = value.strip_prefix("Bearer ") {
-            return tokens
-                .lookup(token.trim())
-                .cloned()
-                .map(Some)
-                .ok_or_else(ApiError::unauthorized);
+            let token = token.trim();
+            if let Some(user) = tokens.lookup(token) {
+                return Ok(Credential::User(user.clone()));
+            }
+            if crate::tokens::looks_like_jwt(token) {
+                return Ok(Credential::ServiceAccountToken(token.to_string()));
+            }
         }
         return Err(ApiError::unauthorized());
     }
-    Ok(cert_user.cloned())
+    Ok(cert_user.map_or(Credential::Anonymous, |u| Credential::User(u.clone())))
 }
 
 #[cfg(test)]
@@ -167,20 +186,25 @@ mod tests {
         let cert = User::new("cert", vec![]);
         let mut h = HeaderMap::new();
         assert_eq!(
-            authenticate(&h, Some(&cert), &tokens)
-                .unwrap()
-                .unwrap()
-                .name,
-            "cert"
+            authenticate(&h, Some(&cert), &tokens).unwrap(),
+            Credential::User(cert.clone())
         );
-        assert!(authenticate(&h, None, &tokens).unwrap().is_none());
+        assert_eq!(
+            authenticate(&h, None, &tokens).unwrap(),
+            Credential::Anonymous
+        );
         h.insert(http::header::AUTHORIZATION, "Bearer good".parse().unwrap());
         assert_eq!(
-            authenticate(&h, Some(&cert), &tokens)
-                .unwrap()
-                .unwrap()
-                .name,
-            "tok"
+            authenticate(&h, Some(&cert), &tokens).unwrap(),
+            Credential::User(User::new("tok", vec![]))
+        );
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Bearer eyJa.eyJb.c".parse().unwrap(),
+        );
+        assert_eq!(
+            authenticate(&h, Some(&cert), &tokens).unwrap(),
+            Credential::ServiceAccountToken("eyJa.eyJb.c".into())
         );
         h.insert(http::header::AUTHORIZATION, "Bearer bad".parse().unwrap());
         assert_eq!(

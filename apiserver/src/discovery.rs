@@ -46,10 +46,38 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
     })
 }
 
+/// The registry's groups and versions, plus the groups only reviews live in.
+fn all_groups(reg: &Registry) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups = reg.groups();
+    for (g, v) in crate::reviews::groups() {
+        match groups.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, vs)) if !vs.contains(&v) => vs.push(v),
+            Some(_) => {}
+            None => groups.push((g, vec![v])),
+        }
+    }
+    groups
+}
+
+/// A review as discovery lists it (create-only, cluster-scoped, never stored).
+fn review_entry(r: &crate::reviews::Review, aggregated: bool) -> Value {
+    let singular = r.kind.to_ascii_lowercase();
+    if aggregated {
+        json!({
+            "resource": r.plural,
+            "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+            "scope": "Cluster",
+            "singularResource": singular,
+            "verbs": ["create"],
+        })
+    } else {
+        json!({"name": r.plural, "singularName": singular, "namespaced": false, "kind": r.kind, "verbs": ["create"]})
+    }
+}
+
 /// `GET /apis`.
 pub fn group_list(reg: &Registry) -> Value {
-    let groups: Vec<Value> = reg
-        .groups()
+    let groups: Vec<Value> = all_groups(reg)
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_json(g, &vs))
@@ -59,7 +87,7 @@ pub fn group_list(reg: &Registry) -> Value {
 
 /// `GET /apis/{group}`.
 pub fn group(reg: &Registry, name: &str) -> Option<Value> {
-    reg.groups()
+    all_groups(reg)
         .into_iter()
         .find(|(g, _)| *g == name && !g.is_empty())
         .map(|(g, vs)| {
@@ -104,6 +132,8 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
             resources.push(e);
         }
     }
+    resources
+        .extend(crate::reviews::in_group_version(group, version).map(|r| review_entry(r, false)));
     if resources.is_empty() {
         return None;
     }
@@ -147,8 +177,7 @@ fn aggregated_resource(r: &Resource) -> Value {
 
 /// Aggregated discovery for the core group (`/api`) or the named groups (`/apis`).
 pub fn aggregated(reg: &Registry, core: bool) -> Value {
-    let items: Vec<Value> = reg
-        .groups()
+    let items: Vec<Value> = all_groups(reg)
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, versions)| {
@@ -158,6 +187,9 @@ pub fn aggregated(reg: &Registry, core: bool) -> Value {
                     let resources: Vec<Value> = reg
                         .in_group_version(g, v)
                         .map(aggregated_resource)
+                        .chain(
+                            crate::reviews::in_group_version(g, v).map(|r| review_entry(r, true)),
+                        )
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
@@ -222,6 +254,47 @@ mod tests {
                 .iter()
                 .any(|g| g["metadata"]["name"] == "apps")
         );
+        let authz = groups["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "authorization.k8s.io")
+            .unwrap();
+        let ssar = authz["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "selfsubjectaccessreviews")
+            .unwrap();
+        assert_eq!(ssar["verbs"], json!(["create"]));
+        let sa = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "serviceaccounts")
+            .unwrap();
+        assert_eq!(sa["subresources"][0]["subresource"], "token");
+        assert_eq!(
+            sa["subresources"][0]["responseKind"]["kind"],
+            "TokenRequest"
+        );
+    }
+
+    #[test]
+    fn review_groups_are_discoverable() {
+        let reg = Registry::builtin();
+        let list = group_list(reg);
+        assert!(
+            list["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["name"] == "authentication.k8s.io")
+        );
+        assert!(group(reg, "authorization.k8s.io").is_some());
+        let authn = resource_list(reg, "authentication.k8s.io", "v1").unwrap();
+        assert_eq!(authn["resources"][0]["name"], "selfsubjectreviews");
+        assert_eq!(authn["resources"][0]["verbs"], json!(["create"]));
     }
 
     #[test]

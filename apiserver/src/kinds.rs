@@ -40,22 +40,25 @@ pub fn initial_status(res: &Resource, obj: &Value) -> Option<Value> {
 
 /// A pod's QoS class from its containers' requests and limits.
 pub fn qos_class(pod: &Value) -> &'static str {
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .chain(
-            pod.pointer("/spec/initContainers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten(),
-        );
+    let spec = pod.get("spec");
+    let list = |name: &str| {
+        spec.and_then(|s| s.get(name))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    };
+    let containers = list("containers").chain(list("initContainers"));
     let mut any = false;
     let mut guaranteed = true;
     for c in containers {
-        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        // `get` chains, not `pointer`: a pointer allocates for every segment it reads.
+        let resources = c.get("resources");
+        let requests = resources
+            .and_then(|r| r.get("requests"))
+            .and_then(Value::as_object);
+        let limits = resources
+            .and_then(|r| r.get("limits"))
+            .and_then(Value::as_object);
         if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
             any = true;
         }

@@ -1,7 +1,8 @@
 //! The API server's side of talking to node agents: signing their serving certificates
 //! (CertificateSigningRequests for `kubernetes.io/kubelet-serving`, approved and signed at
-//! create when the requester may act for that node), and proxying `pods/{name}/log` to the
-//! agent of the pod's node over TLS both ways (the agent's certificate must chain to the
+//! create when the requester may act for that node), and proxying `pods/{name}/log` (and the
+//! SPDY upgrades of `pods/{name}/exec` and `pods/{name}/portforward`) to the agent of the
+//! pod's node over TLS both ways (the agent's certificate must chain to the
 //! cluster CA; the server presents its own kubelet-client certificate).
 
 use std::convert::Infallible;
@@ -14,6 +15,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, StreamBody};
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
+use skiff_apimachinery::Subresource;
 use skiff_pki::CertificateAuthority;
 
 use crate::auth::User;
@@ -31,7 +33,8 @@ pub struct KubeletAccess {
 const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 
 /// Sign a new kubelet-serving CSR in place (status.certificate and an Approved condition)
-/// when its requester is the node it names or a cluster admin. Other signers are left for
+/// when its requester is the node it names, a worker joined with the bootstrap token, or a
+/// cluster admin. Other signers are left for
 /// whoever handles them.
 pub fn sign_on_create(
     access: Option<&KubeletAccess>,
@@ -52,7 +55,13 @@ pub fn sign_on_create(
         })?;
     let req = skiff_pki::read_serving_request(&request)
         .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
-    let may = user.groups.iter().any(|g| g == "system:masters")
+    // A worker that joined with the cluster's bootstrap token (group
+    // `system:bootstrappers:worker`, see docs/machine-config.md) acts for its node until nodes
+    // get their own client certificates.
+    let may = user
+        .groups
+        .iter()
+        .any(|g| g == "system:masters" || g == "system:bootstrappers:worker")
         || user.name == format!("system:node:{}", req.node);
     if !may {
         return Err(ApiError::new(
@@ -85,8 +94,17 @@ pub fn sign_on_create(
     Ok(())
 }
 
-/// `GET pods/{name}/log`: find the pod's node and stream the agent's answer.
-pub async fn log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+/// What a request proxied to a node agent is about: how to reach agents, and the pod it names.
+struct Target<'a> {
+    access: &'a KubeletAccess,
+    ns: String,
+    name: String,
+    pod: Value,
+}
+
+/// The pod the request names (404 when it is not stored) and the agent access (500 when this
+/// server has no client certificate for agents).
+async fn target<'a>(ctx: &'a Ctx<'_>) -> Result<Target<'a>, ApiError> {
     let access = ctx
         .api
         .kubelet
@@ -100,57 +118,24 @@ pub async fn log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         .get(ctx.res, Some(&ns), &name)
         .await?
         .ok_or_else(|| ApiError::not_found(ctx.res, &name))?;
-    let containers: Vec<String> = ["initContainers", "containers"]
-        .iter()
-        .flat_map(|k| pod["spec"][k].as_array().cloned().unwrap_or_default())
-        .filter_map(|c| c["name"].as_str().map(str::to_owned))
-        .collect();
-    let mains: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
-    let container = match ctx.query.get("container") {
-        Some(c) if containers.iter().any(|n| n == c) => c.to_owned(),
-        Some(c) => {
-            return Err(ApiError::bad_request(format!(
-                "container {c} is not valid for pod {name}"
-            )));
-        }
-        None if mains.len() == 1 => mains[0].to_owned(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                mains.join(" ")
-            )));
-        }
-    };
-    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let nodes = ctx
-        .api
-        .registry
-        .get("", "v1", "nodes")
-        .ok_or_else(|| ApiError::internal("nodes are not registered"))?;
-    let node = ctx
-        .api
-        .objects
-        .get(nodes, None, node_name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(nodes, node_name))?;
-    let ip: IpAddr = node["status"]["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str())
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| ApiError::internal(format!("node {node_name} has no InternalIP")))?;
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or(10250);
+    Ok(Target {
+        access,
+        ns,
+        name,
+        pod,
+    })
+}
+
+/// `GET pods/{name}/log`: find the pod's node and stream the agent's answer.
+pub async fn log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let Target {
+        access,
+        ns,
+        name,
+        pod,
+    } = target(ctx).await?;
+    let container = choose_container(&pod, &name, ctx.query.get("container"))?;
+    let (ip, port) = agent_endpoint(ctx, &pod, &name).await?;
     let mut query: Vec<String> = Vec::new();
     for key in ["follow", "previous", "timestamps"] {
         if ctx.query.flag(key) {
@@ -180,6 +165,150 @@ pub async fn log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     fetch(access, ip, port, &path).await
 }
 
+/// The container a request names (`container` query), or the pod's only main container.
+fn choose_container(pod: &Value, name: &str, asked: Option<&str>) -> Result<String, ApiError> {
+    let containers: Vec<String> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod["spec"][k].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    let mains: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    match asked {
+        Some(c) if containers.iter().any(|n| n == c) => Ok(c.to_owned()),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        None if mains.len() == 1 => Ok(mains[0].to_owned()),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            mains.join(" ")
+        ))),
+    }
+}
+
+/// Address and port of the agent on the pod's node.
+async fn agent_endpoint(ctx: &Ctx<'_>, pod: &Value, name: &str) -> Result<(IpAddr, u16), ApiError> {
+    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let nodes = ctx
+        .api
+        .registry
+        .get("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes are not registered"))?;
+    let node = ctx
+        .api
+        .objects
+        .get(nodes, None, node_name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(nodes, node_name))?;
+    let ip: IpAddr = node["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| ApiError::internal(format!("node {node_name} has no InternalIP")))?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(10250);
+    Ok((ip, port))
+}
+
+/// `pods/{name}/exec` and `pods/{name}/portforward`: check the pod (and container), then
+/// open the same upgrade to the node's agent and splice the two connections once both sides
+/// switched protocols. Only SPDY/3.1 is served; kubectl falls back to it when a WebSocket
+/// upgrade is refused.
+pub async fn stream(
+    ctx: &Ctx<'_>,
+    sub: Subresource,
+    client: hyper::upgrade::OnUpgrade,
+    raw_query: &str,
+) -> Result<Response<Body>, ApiError> {
+    let upgrade = ctx
+        .headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if upgrade.is_empty() {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    }
+    if !upgrade.eq_ignore_ascii_case("SPDY/3.1") {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade: {upgrade} is not supported, use SPDY/3.1"
+        )));
+    }
+    let Target {
+        access,
+        ns,
+        name,
+        pod,
+    } = target(ctx).await?;
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+    let path = match sub {
+        Subresource::Exec => {
+            let container = choose_container(&pod, &name, ctx.query.get("container"))?;
+            if ctx.query.get("command").is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request("you must specify at least 1 command"));
+            }
+            if pod["status"]["phase"] == "Succeeded" || pod["status"]["phase"] == "Failed" {
+                return Err(ApiError::bad_request(format!(
+                    "cannot exec into a container in a completed pod; current phase is {}",
+                    pod["status"]["phase"].as_str().unwrap_or_default()
+                )));
+            }
+            format!("/exec/{ns}/{name}/{container}?{raw_query}&podUID={uid}")
+        }
+        _ => format!("/portForward/{ns}/{name}?podUID={uid}"),
+    };
+    let (ip, port) = agent_endpoint(ctx, &pod, &name).await?;
+    let mut sender = connect(access, ip, port).await?;
+    let mut req = Request::post(&path)
+        .header(http::header::HOST, format!("{ip}:{port}"))
+        .header(http::header::CONNECTION, "Upgrade")
+        .header(http::header::UPGRADE, "SPDY/3.1");
+    for v in ctx.headers.get_all("x-stream-protocol-version") {
+        req = req.header("x-stream-protocol-version", v);
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(unavailable)?;
+    let mut resp = sender.send_request(req).await.map_err(unavailable)?;
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(agent_error(resp).await);
+    }
+    let agent = hyper::upgrade::on(&mut resp);
+    let mut out = Response::new(crate::response::full(Bytes::new()));
+    *out.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    for h in [
+        http::header::CONNECTION,
+        http::header::UPGRADE,
+        http::HeaderName::from_static("x-stream-protocol-version"),
+    ] {
+        if let Some(v) = resp.headers().get(&h) {
+            out.headers_mut().insert(h, v.clone());
+        }
+    }
+    tokio::spawn(async move {
+        let (client, agent) = tokio::join!(client, agent);
+        let (client, agent) = match (client, agent) {
+            (Ok(c), Ok(a)) => (c, a),
+            (c, a) => {
+                tracing::warn!(client = ?c.err(), agent = ?a.err(), "streaming upgrade failed");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut agent = hyper_util::rt::TokioIo::new(agent);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+    });
+    Ok(out)
+}
+
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         502,
@@ -188,12 +317,12 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-async fn fetch(
+/// An HTTP/1.1 connection to an agent (TLS both ways), upgrades allowed.
+async fn connect(
     access: &KubeletAccess,
     ip: IpAddr,
     port: u16,
-    path: &str,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ApiError> {
     let tcp = tokio::net::TcpStream::connect((ip, port))
         .await
         .map_err(unavailable)?;
@@ -202,33 +331,49 @@ async fn fetch(
         .connect(ServerName::IpAddress(ip.into()), tcp)
         .await
         .map_err(unavailable)?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(unavailable)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(unavailable)?;
     tokio::spawn(async move {
-        let _ = conn.await;
+        let _ = conn.with_upgrades().await;
     });
+    Ok(sender)
+}
+
+/// The agent's refusal as an API error.
+async fn agent_error(resp: Response<hyper::body::Incoming>) -> ApiError {
+    let (parts, incoming) = resp.into_parts();
+    let body = incoming
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let msg = String::from_utf8_lossy(&body).trim().to_owned();
+    let (code, reason) = match parts.status.as_u16() {
+        404 => (404, "NotFound"),
+        400 => (400, "BadRequest"),
+        403 => (403, "Forbidden"),
+        _ => (500, "InternalError"),
+    };
+    ApiError::new(code, reason, msg)
+}
+
+async fn fetch(
+    access: &KubeletAccess,
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
+    let mut sender = connect(access, ip, port).await?;
     let req = Request::get(path)
         .header(http::header::HOST, format!("{ip}:{port}"))
         .body(Empty::<Bytes>::new())
         .map_err(unavailable)?;
     let resp = sender.send_request(req).await.map_err(unavailable)?;
-    let (parts, incoming) = resp.into_parts();
-    if !parts.status.is_success() {
-        let body = incoming
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let msg = String::from_utf8_lossy(&body).trim().to_owned();
-        let (code, reason) = match parts.status.as_u16() {
-            404 => (404, "NotFound"),
-            400 => (400, "BadRequest"),
-            _ => (500, "InternalError"),
-        };
-        return Err(ApiError::new(code, reason, msg));
+    if !resp.status().is_success() {
+        return Err(agent_error(resp).await);
     }
+    let (_, incoming) = resp.into_parts();
     let stream = futures::stream::unfold(incoming, |mut b| async move {
         match b.frame().await {
             Some(Ok(f)) => Some((Ok::<_, Infallible>(f), b)),

@@ -5,6 +5,7 @@
 //! (`objects`), with `negotiate` choosing JSON, YAML or Table on the way out and `status`
 //! turning every failure into a Kubernetes `Status`.
 
+mod admission;
 mod auth;
 mod discovery;
 mod handlers;
@@ -15,13 +16,17 @@ mod nodes;
 mod objects;
 mod request;
 mod response;
+mod reviews;
 mod server;
 mod services;
 mod status;
+mod tokenrequest;
+mod tokens;
 mod version;
 
-pub use auth::{TokenFileError, Tokens, User};
+pub use auth::{Credential, TokenFileError, Tokens, User};
 pub use handlers::Api;
 pub use kubelet::KubeletAccess;
 pub use server::{SeedCa, Server, ServerError, ServerOptions};
 pub use status::ApiError;
+pub use tokens::{Claims, KeyError, ServiceAccountKey, VerifyError};

@@ -72,14 +72,112 @@ pub fn set_resource_version(obj: &mut Value, rev: u64) {
     }
 }
 
-fn encode(res: &Resource, obj: &Value) -> Result<Bytes, ApiError> {
-    let mut obj = res.to_storage(obj.clone());
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+/// An object encoded once for the store, from which the JSON served to clients is made by
+/// splicing `metadata.resourceVersion` into the bytes instead of encoding the object again.
+struct Encoded {
+    /// The stored JSON (no `resourceVersion`).
+    stored: Bytes,
+    /// Offset of the closing brace of `metadata`, and whether `metadata` has members before it.
+    meta_end: Option<(usize, bool)>,
+}
+
+impl Encoded {
+    fn new(obj: &Value) -> Result<Self, serde_json::Error> {
+        let Value::Object(top) = obj else {
+            return Ok(Self {
+                stored: serde_json::to_vec(obj)?.into(),
+                meta_end: None,
+            });
+        };
+        let mut buf = Vec::with_capacity(2048);
+        let mut meta_end = None;
+        buf.push(b'{');
+        for (i, (key, value)) in top.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            serde_json::to_writer(&mut buf, key)?;
+            buf.push(b':');
+            match value {
+                Value::Object(meta) if key == "metadata" => {
+                    buf.push(b'{');
+                    let mut any = false;
+                    for (k, v) in meta.iter().filter(|(k, _)| *k != "resourceVersion") {
+                        if any {
+                            buf.push(b',');
+                        }
+                        any = true;
+                        serde_json::to_writer(&mut buf, k)?;
+                        buf.push(b':');
+                        serde_json::to_writer(&mut buf, v)?;
+                    }
+                    meta_end = Some((buf.len(), any));
+                    buf.push(b'}');
+                }
+                _ => serde_json::to_writer(&mut buf, value)?,
+            }
+        }
+        buf.push(b'}');
+        Ok(Self {
+            stored: buf.into(),
+            meta_end,
+        })
     }
-    serde_json::to_vec(&obj)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::internal(format!("failed to encode object: {e}")))
+
+    /// The JSON as served at revision `rev`.
+    fn served(&self, rev: u64) -> Vec<u8> {
+        let Some((at, any)) = self.meta_end else {
+            return self.stored.to_vec();
+        };
+        let rv = format!(
+            "{}\"resourceVersion\":\"{rev}\"",
+            if any { "," } else { "" }
+        );
+        let mut out = Vec::with_capacity(self.stored.len() + rv.len());
+        out.extend_from_slice(&self.stored[..at]);
+        out.extend_from_slice(rv.as_bytes());
+        out.extend_from_slice(&self.stored[at..]);
+        out
+    }
+}
+
+/// An object as written: the object served (with its new `resourceVersion`) and its JSON.
+pub struct Written {
+    pub object: Value,
+    pub json: Vec<u8>,
+}
+
+impl Written {
+    /// An object that was not stored (a dry run), served as it is.
+    pub fn unstored(object: Value) -> Result<Self, ApiError> {
+        let json = serde_json::to_vec(&object).map_err(encode_error)?;
+        Ok(Self { object, json })
+    }
+}
+
+fn encode_error(e: serde_json::Error) -> ApiError {
+    ApiError::internal(format!("failed to encode object: {e}"))
+}
+
+/// Encode `obj` for the store, in the stored version when `res` is a converted view.
+fn encode(res: &Resource, obj: &Value) -> Result<Encoded, ApiError> {
+    if res.has_storage_conversion() {
+        Encoded::new(&res.to_storage(obj.clone())).map_err(encode_error)
+    } else {
+        Encoded::new(obj).map_err(encode_error)
+    }
+}
+
+/// What a write answers: `obj` at revision `rev`, with its JSON made from `enc` when the stored
+/// form is the served one.
+fn written(res: &Resource, mut obj: Value, enc: &Encoded, rev: u64) -> Result<Written, ApiError> {
+    set_resource_version(&mut obj, rev);
+    let json = if res.has_storage_conversion() {
+        serde_json::to_vec(&obj).map_err(encode_error)?
+    } else {
+        enc.served(rev)
+    };
+    Ok(Written { object: obj, json })
 }
 
 /// Parse a `resourceVersion` string.
@@ -120,6 +218,16 @@ impl Objects {
         }
     }
 
+    /// The stored entry of an object, undecoded.
+    pub async fn get_raw(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<KeyValue>, ApiError> {
+        Ok(self.store.get(&key(res, ns, name)).await?)
+    }
+
     pub async fn must_get(
         &self,
         res: &Resource,
@@ -136,19 +244,18 @@ impl Objects {
         res: &Resource,
         ns: Option<&str>,
         name: &str,
-        obj: &Value,
-    ) -> Result<Value, ApiError> {
+        obj: Value,
+    ) -> Result<Written, ApiError> {
+        let enc = encode(res, &obj)?;
         let kv = self
             .store
-            .create(&key(res, ns, name), encode(res, obj)?)
+            .create(&key(res, ns, name), enc.stored.clone())
             .await
             .map_err(|e| match e {
                 StoreError::AlreadyExists(_) => ApiError::already_exists(res, name),
                 other => other.into(),
             })?;
-        let mut out = obj.clone();
-        set_resource_version(&mut out, kv.mod_revision);
-        Ok(out)
+        written(res, obj, &enc, kv.mod_revision)
     }
 
     /// Compare-and-swap update against the revision the caller read.
@@ -157,17 +264,16 @@ impl Objects {
         res: &Resource,
         ns: Option<&str>,
         name: &str,
-        obj: &Value,
+        obj: Value,
         expected: u64,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Written, ApiError> {
+        let enc = encode(res, &obj)?;
         let kv = self
             .store
-            .update(&key(res, ns, name), encode(res, obj)?, Some(expected))
+            .update(&key(res, ns, name), enc.stored.clone(), Some(expected))
             .await
             .map_err(|e| map_cas(e, res, name))?;
-        let mut out = obj.clone();
-        set_resource_version(&mut out, kv.mod_revision);
-        Ok(out)
+        written(res, obj, &enc, kv.mod_revision)
     }
 
     pub async fn delete(
@@ -254,6 +360,30 @@ mod tests {
         assert_eq!(raw, from_kv(res, &kv(&stored)).unwrap());
         assert_eq!(raw["metadata"]["resourceVersion"], "7");
         assert_eq!(raw["data"]["tricky"], "\"metadata\":{");
+    }
+
+    #[test]
+    fn encoded_once_serves_the_object_with_its_resource_version() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "data": {"k": "}\"metadata\":{"},
+            "metadata": {"name": "x", "namespace": "default", "resourceVersion": "3"}});
+        let enc = Encoded::new(&obj).unwrap();
+        let stored: Value = serde_json::from_slice(&enc.stored).unwrap();
+        assert!(stored["metadata"].get("resourceVersion").is_none());
+        assert_eq!(stored["data"], obj["data"]);
+        let served: Value = serde_json::from_slice(&enc.served(42)).unwrap();
+        let mut expected = obj.clone();
+        set_resource_version(&mut expected, 42);
+        assert_eq!(served, expected);
+
+        let empty_meta = Encoded::new(&json!({"kind": "X", "metadata": {}})).unwrap();
+        let served: Value = serde_json::from_slice(&empty_meta.served(7)).unwrap();
+        assert_eq!(
+            served,
+            json!({"kind": "X", "metadata": {"resourceVersion": "7"}})
+        );
+        let no_meta = Encoded::new(&json!({"kind": "X"})).unwrap();
+        assert_eq!(no_meta.served(7), br#"{"kind":"X"}"#);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use skiff_store::{RedbStore, Store};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::{self, Tokens, User};
+use crate::auth::{self, Credential, Tokens, User};
 use crate::handlers::Api;
 
 /// Settings of one API server.
@@ -31,6 +31,9 @@ pub struct ServerOptions {
     pub ca: Option<SeedCa>,
     /// More names the serving certificate must cover (the cluster endpoint's host).
     pub extra_sans: Vec<String>,
+    /// The service-account signing key (PEM PKCS#8 P-256, as `skiff gen config` makes it),
+    /// written to `DATA/pki/sa.key` before start; without it the server makes one there once.
+    pub service_account_key: Option<String>,
 }
 
 /// A pre-made cluster CA, PEM.
@@ -54,6 +57,7 @@ impl ServerOptions {
             service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12),
             ca: None,
             extra_sans: Vec::new(),
+            service_account_key: None,
         }
     }
 }
@@ -80,6 +84,8 @@ pub enum ServerError {
     },
     #[error("token file")]
     Tokens(#[from] auth::TokenFileError),
+    #[error("service-account key")]
+    ServiceAccountKey(#[from] crate::tokens::KeyError),
     #[error("cannot listen on {addr} (is another server running there?)")]
     Listen {
         addr: SocketAddr,
@@ -176,8 +182,15 @@ impl Server {
             path: pki_dir.display().to_string(),
             source,
         })?;
-        let api =
-            Arc::new(Api::new(store, url.clone(), opts.service_cidr).with_kubelet_access(kubelet));
+        let sa_key = crate::tokens::ServiceAccountKey::load_or_create(
+            &pki_dir.join("sa.key"),
+            opts.service_account_key.as_deref(),
+        )?;
+        let api = Arc::new(
+            Api::new(store, url.clone(), opts.service_cidr)
+                .with_kubelet_access(kubelet)
+                .with_service_account_key(sa_key),
+        );
         bootstrap(&api)
             .await
             .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
@@ -260,7 +273,15 @@ impl Server {
                             let tokens = tokens.clone();
                             let cert_user = cert_user.clone();
                             async move {
-                                let resp = match auth::authenticate(req.headers(), cert_user.as_ref(), &tokens) {
+                                let user = match auth::authenticate(req.headers(), cert_user.as_ref(), &tokens) {
+                                    Ok(Credential::User(u)) => Ok(Some(u)),
+                                    Ok(Credential::Anonymous) => Ok(None),
+                                    Ok(Credential::ServiceAccountToken(t)) => {
+                                        api.authenticate_service_account(&t).await.map(Some)
+                                    }
+                                    Err(e) => Err(e),
+                                };
+                                let resp = match user {
                                     Ok(user) => api.handle(req, user).await,
                                     Err(e) => crate::response::error(&e),
                                 };
@@ -268,7 +289,7 @@ impl Server {
                             }
                         });
                         let builder = auto::Builder::new(TokioExecutor::new());
-                        if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+                        if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });

@@ -22,9 +22,23 @@ pub struct Phase {
     pub latencies: Vec<Duration>,
     /// Whether the deadline cut the phase short.
     pub timed_out: bool,
+    /// CPU time the server under test used during the phase (zero when not measured).
+    pub server_cpu: Duration,
+    /// CPU time this benchmark process (the client) used during the phase.
+    pub client_cpu: Duration,
 }
 
 impl Phase {
+    /// Server CPU per successful operation, in microseconds.
+    pub fn server_cpu_per_op_us(&self) -> f64 {
+        per_op_us(self.server_cpu, self.ok)
+    }
+
+    /// Client CPU per successful operation, in microseconds.
+    pub fn client_cpu_per_op_us(&self) -> f64 {
+        per_op_us(self.client_cpu, self.ok)
+    }
+
     /// Successful operations per second.
     pub fn rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -33,6 +47,14 @@ impl Phase {
         } else {
             0.0
         }
+    }
+}
+
+fn per_op_us(cpu: Duration, ops: usize) -> f64 {
+    if ops == 0 {
+        0.0
+    } else {
+        cpu.as_secs_f64() * 1e6 / count_f64(ops)
     }
 }
 
@@ -147,6 +169,19 @@ mod tests {
         assert!(phase.timed_out);
         assert!(phase.ok < 100, "ok {}", phase.ok);
         assert!(phase.elapsed < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn cpu_per_op_in_microseconds() {
+        let p = Phase {
+            ok: 1000,
+            server_cpu: Duration::from_millis(250),
+            client_cpu: Duration::from_millis(100),
+            ..Phase::default()
+        };
+        assert!((p.server_cpu_per_op_us() - 250.0).abs() < 1e-9);
+        assert!((p.client_cpu_per_op_us() - 100.0).abs() < 1e-9);
+        assert!(Phase::default().server_cpu_per_op_us().abs() < 1e-12);
     }
 
     #[test]

@@ -72,7 +72,7 @@ It needs `etcd` (Debian `etcd-server`) and, to build, `protoc` (Debian `protobuf
 Figures depend on the machine; compare only figures from one run of the tool.\n";
 
 fn main() -> Result<()> {
-    procs::install_panic_cleanup();
+    skiff_bench::child::install_panic_cleanup();
     let args = Args::parse();
     let q = args.quick;
     let pick =
@@ -116,7 +116,7 @@ fn main() -> Result<()> {
     let md = report::markdown(&setup, &results);
     println!("{md}");
     if let Some(path) = args.write {
-        report::write_section(&path, INTRO, &md)?;
+        skiff_bench::docs::write_section(&path, "api-bench", INTRO, &md)?;
         eprintln!("api-bench: wrote {}", path.display());
     }
     Ok(())

@@ -1,17 +1,12 @@
-//! Turning runs into figures: percentiles, medians across runs, the Markdown table, and
-//! replacing the generated section of `docs/benchmarks.md`.
+//! Turning api-bench runs into figures: the Markdown table (statistics and the docs section
+//! writer are shared, in `skiff_bench`).
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
+use skiff_bench::stats::{median, ms, percentile};
 
 use crate::client::WatchOutcome;
 use crate::load::Phase;
-
-pub const START: &str = "<!-- api-bench:start -->";
-pub const END: &str = "<!-- api-bench:end -->";
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Default)]
@@ -42,37 +37,6 @@ pub struct Setup {
     pub events: usize,
     pub command: String,
     pub machine: String,
-}
-
-/// The `pct`th percentile (0..=100) of `samples` by nearest rank; zero when there are none.
-pub fn percentile(samples: &[Duration], pct: usize) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let n = sorted.len();
-    let rank = (n * pct.min(100)).div_ceil(100).max(1);
-    sorted[rank - 1]
-}
-
-/// The median of `values` (mean of the middle two for an even count); zero when empty.
-pub fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn mib(kib: u64) -> f64 {
@@ -185,6 +149,12 @@ pub fn markdown(setup: &Setup, runs: &[Run]) -> String {
             2,
         ),
         Row::new(
+            "etcd put latency p50, concurrency 1",
+            each(runs, |r| ms(percentile(&r.etcd_serial.latencies, 50))),
+            "ms",
+            2,
+        ),
+        Row::new(
             format!("pod create latency p50, concurrency {c}"),
             each(runs, |r| ms(percentile(&r.create_concurrent.latencies, 50))),
             "ms",
@@ -195,6 +165,48 @@ pub fn markdown(setup: &Setup, runs: &[Run]) -> String {
             each(runs, |r| ms(percentile(&r.create_concurrent.latencies, 99))),
             "ms",
             2,
+        ),
+        Row::new(
+            format!("etcd put latency p50, concurrency {c}"),
+            each(runs, |r| ms(percentile(&r.etcd_concurrent.latencies, 50))),
+            "ms",
+            2,
+        ),
+        Row::new(
+            "server CPU per pod create, concurrency 1",
+            each(runs, |r| r.create_serial.server_cpu_per_op_us()),
+            "µs",
+            0,
+        ),
+        Row::new(
+            "etcd CPU per put, concurrency 1",
+            each(runs, |r| r.etcd_serial.server_cpu_per_op_us()),
+            "µs",
+            0,
+        ),
+        Row::new(
+            format!("server CPU per pod create, concurrency {c}"),
+            each(runs, |r| r.create_concurrent.server_cpu_per_op_us()),
+            "µs",
+            0,
+        ),
+        Row::new(
+            format!("etcd CPU per put, concurrency {c}"),
+            each(runs, |r| r.etcd_concurrent.server_cpu_per_op_us()),
+            "µs",
+            0,
+        ),
+        Row::new(
+            format!("client CPU per pod create (kube-rs), concurrency {c}"),
+            each(runs, |r| r.create_concurrent.client_cpu_per_op_us()),
+            "µs",
+            0,
+        ),
+        Row::new(
+            format!("client CPU per put (etcd-client), concurrency {c}"),
+            each(runs, |r| r.etcd_concurrent.client_cpu_per_op_us()),
+            "µs",
+            0,
         ),
         Row::new(
             format!("pod gets/s, concurrency {c}"),
@@ -335,78 +347,11 @@ fn problems(runs: &[Run], watchers: usize) -> Vec<String> {
     out
 }
 
-/// Replace the section between the markers in `path` with `section`, creating the file (with
-/// `intro`) or appending the markers if they are missing.
-pub fn write_section(path: &Path, intro: &str, section: &str) -> Result<()> {
-    let old = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => intro.to_owned(),
-        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
-    };
-    let new = splice(&old, section);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, new).with_context(|| format!("write {}", path.display()))
-}
-
-/// `text` with everything between the markers replaced by `section`.
-fn splice(text: &str, section: &str) -> String {
-    let block = format!("{START}\n{}\n{END}", section.trim_end());
-    match (text.find(START), text.find(END)) {
-        (Some(s), Some(e)) if e > s => {
-            format!("{}{block}{}", &text[..s], &text[e + END.len()..])
-        }
-        _ => {
-            let mut t = text.trim_end().to_owned();
-            if !t.is_empty() {
-                t.push_str("\n\n");
-            }
-            format!("{t}{block}\n")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-
-    fn ms_list(v: &[u64]) -> Vec<Duration> {
-        v.iter().map(|&m| Duration::from_millis(m)).collect()
-    }
-
-    #[test]
-    fn percentiles_by_nearest_rank() {
-        let s = ms_list(&[5, 1, 4, 2, 3, 10, 9, 8, 7, 6]);
-        assert_eq!(percentile(&s, 50), Duration::from_millis(5));
-        assert_eq!(percentile(&s, 99), Duration::from_millis(10));
-        assert_eq!(percentile(&s, 0), Duration::from_millis(1));
-        assert_eq!(percentile(&[], 50), Duration::ZERO);
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert!((median(&[3.0, 1.0, 2.0]) - 2.0).abs() < 1e-12);
-        assert!((median(&[4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < 1e-12);
-        assert!(median(&[]).abs() < 1e-12);
-    }
-
-    #[test]
-    fn splice_replaces_only_the_marked_section() {
-        let text = format!("# T\n\nintro\n\n{START}\nold\n{END}\n\nafter\n");
-        let new = splice(&text, "new table\n");
-        assert_eq!(
-            new,
-            format!("# T\n\nintro\n\n{START}\nnew table\n{END}\n\nafter\n")
-        );
-        assert_eq!(splice(&new, "new table"), new);
-    }
-
-    #[test]
-    fn splice_appends_markers_when_missing() {
-        let new = splice("# T\n", "x");
-        assert_eq!(new, format!("# T\n\n{START}\nx\n{END}\n"));
-    }
 
     #[test]
     fn markdown_shows_medians_ratios_and_problems() {

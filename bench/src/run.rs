@@ -8,8 +8,10 @@ use anyhow::{Result, bail};
 
 use crate::client;
 use crate::etcd;
-use crate::procs::{self, Etcd, Skiff};
+use crate::load::Phase;
+use crate::procs::{Etcd, Skiff};
 use crate::report::Run;
+use skiff_bench::child::{cpu_time, status};
 
 /// Namespace of the pods that are created, read and listed.
 const NS: &str = "bench";
@@ -35,6 +37,16 @@ fn say(run: usize, what: &str) {
     eprintln!("api-bench: run {run}: {what}");
 }
 
+/// Run `phase`, recording the CPU time `server` and this process used meanwhile.
+async fn with_cpu(server: u32, phase: impl Future<Output = Phase>) -> Result<Phase> {
+    let me = std::process::id();
+    let (s0, c0) = (cpu_time(server)?, cpu_time(me)?);
+    let mut p = phase.await;
+    p.server_cpu = cpu_time(server)?.saturating_sub(s0);
+    p.client_cpu = cpu_time(me)?.saturating_sub(c0);
+    Ok(p)
+}
+
 /// Run every phase once.
 pub async fn one(s: &Settings, run: usize) -> Result<Run> {
     let mut r = Run::default();
@@ -46,12 +58,16 @@ pub async fn one(s: &Settings, run: usize) -> Result<Run> {
     let api = client::connect(skiff.kubeconfig()).await?;
     client::wait_ready(&api, Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    r.rss_idle_kib = procs::memory(skiff.pid())?.rss_kib;
+    r.rss_idle_kib = status(skiff.pid())?.rss_kib;
     client::ensure_namespace(&api, NS).await?;
     client::ensure_namespace(&api, WATCH_NS).await?;
 
     say(run, &format!("creating {serial} pods one at a time"));
-    r.create_serial = client::create_pods(&api, NS, 0..serial, 1, limit).await;
+    r.create_serial = with_cpu(
+        skiff.pid(),
+        client::create_pods(&api, NS, 0..serial, 1, limit),
+    )
+    .await?;
     if r.create_serial.ok == 0 && serial > 0 {
         bail!(
             "no pod could be created: {}",
@@ -66,7 +82,11 @@ pub async fn one(s: &Settings, run: usize) -> Result<Run> {
             s.concurrency
         ),
     );
-    r.create_concurrent = client::create_pods(&api, NS, serial..s.pods, s.concurrency, limit).await;
+    r.create_concurrent = with_cpu(
+        skiff.pid(),
+        client::create_pods(&api, NS, serial..s.pods, s.concurrency, limit),
+    )
+    .await?;
     let created = r.create_serial.ok + r.create_concurrent.ok;
     r.pod_json_len = client::pod_json_len(&api, NS, &client::pod_name(0)).await?;
 
@@ -75,18 +95,18 @@ pub async fn one(s: &Settings, run: usize) -> Result<Run> {
         &format!("{} gets at concurrency {}", s.gets, s.concurrency),
     );
     r.gets = client::get_pods(&api, NS, s.pods, s.gets, s.concurrency, limit).await;
-    r.rss_loaded_kib = procs::memory(skiff.pid())?.rss_kib;
+    r.rss_loaded_kib = status(skiff.pid())?.rss_kib;
 
     say(run, &format!("{} lists of {created} pods", s.lists));
     r.lists = client::list_latency(&api, NS, s.lists, created).await?;
-    r.rss_peak_lists_kib = procs::memory(skiff.pid())?.hwm_kib;
+    r.rss_peak_lists_kib = status(skiff.pid())?.hwm_kib;
 
     say(
         run,
         &format!("{} watchers, {} events", s.watchers, s.events),
     );
     r.watch = client::watch_latency(&api, WATCH_NS, s.watchers, s.events, limit).await?;
-    r.rss_peak_kib = procs::memory(skiff.pid())?.hwm_kib;
+    r.rss_peak_kib = status(skiff.pid())?.hwm_kib;
     drop(api);
     drop(skiff);
 
@@ -94,15 +114,18 @@ pub async fn one(s: &Settings, run: usize) -> Result<Run> {
     let etcd_proc = Etcd::start(&s.etcd)?;
     let kv = etcd::connect(etcd_proc.endpoint(), Duration::from_secs(30)).await?;
     say(run, &format!("etcd: {serial} puts one at a time"));
-    r.etcd_serial = etcd::put_rate(
-        &kv,
-        "/registry/pods/bench/s-",
-        serial,
-        r.pod_json_len,
-        1,
-        limit,
+    r.etcd_serial = with_cpu(
+        etcd_proc.pid(),
+        etcd::put_rate(
+            &kv,
+            "/registry/pods/bench/s-",
+            serial,
+            r.pod_json_len,
+            1,
+            limit,
+        ),
     )
-    .await;
+    .await?;
     say(
         run,
         &format!(
@@ -111,15 +134,18 @@ pub async fn one(s: &Settings, run: usize) -> Result<Run> {
             s.concurrency
         ),
     );
-    r.etcd_concurrent = etcd::put_rate(
-        &kv,
-        "/registry/pods/bench/c-",
-        s.pods - serial,
-        r.pod_json_len,
-        s.concurrency,
-        limit,
+    r.etcd_concurrent = with_cpu(
+        etcd_proc.pid(),
+        etcd::put_rate(
+            &kv,
+            "/registry/pods/bench/c-",
+            s.pods - serial,
+            r.pod_json_len,
+            s.concurrency,
+            limit,
+        ),
     )
-    .await;
+    .await?;
     drop(kv);
     drop(etcd_proc);
     Ok(r)

@@ -1,8 +1,11 @@
 //! Standard five-field cron schedules (minute hour day-of-month month day-of-week), with
 //! ranges, steps, lists, month and weekday names, and the `@hourly`-style macros, evaluated in
-//! UTC. Day-of-month and day-of-week combine with OR when both are restricted, as in cron.
+//! UTC or in an IANA time zone (a CronJob's `spec.timeZone`, or a `CRON_TZ=`/`TZ=` prefix),
+//! looked up in the system's tz database. Day-of-month and day-of-week combine with OR when both
+//! are restricted, as in cron.
 
 use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +17,7 @@ pub struct Schedule {
     weekdays: Vec<bool>,
     days_any: bool,
     weekdays_any: bool,
+    tz: TimeZone,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -70,7 +74,17 @@ fn field(
 impl Schedule {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let err = || ParseError(s.to_string());
-        let expanded = match s.trim() {
+        let mut tz = TimeZone::UTC;
+        let mut rest = s.trim();
+        if let Some(prefixed) = rest
+            .strip_prefix("CRON_TZ=")
+            .or_else(|| rest.strip_prefix("TZ="))
+        {
+            let (zone, schedule) = prefixed.split_once(char::is_whitespace).ok_or_else(err)?;
+            tz = TimeZone::get(zone).map_err(|_| err())?;
+            rest = schedule.trim();
+        }
+        let expanded = match rest {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
             "@weekly" => "0 0 * * 0",
@@ -98,7 +112,24 @@ impl Schedule {
             weekdays,
             days_any,
             weekdays_any,
+            tz,
         })
+    }
+
+    /// Evaluate the schedule in the IANA time zone `name` (e.g. `Europe/Berlin`).
+    pub fn in_time_zone(mut self, name: &str) -> Result<Self, jiff::Error> {
+        self.tz = TimeZone::get(name)?;
+        Ok(self)
+    }
+
+    /// `t` as RFC 3339 in the schedule's time zone (`Z` for UTC), as CronJobs annotate their
+    /// Jobs' scheduled time.
+    pub fn format(&self, t: Timestamp) -> String {
+        let zoned = t.to_zoned(self.tz.clone());
+        if zoned.offset().seconds() == 0 {
+            return t.to_string();
+        }
+        zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
     }
 
     fn day_matches(&self, dt: DateTime) -> bool {
@@ -114,7 +145,7 @@ impl Schedule {
 
     /// The first scheduled time strictly after `t`.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
-        let tz = jiff::tz::TimeZone::UTC;
+        let tz = self.tz.clone();
         let start = t.to_zoned(tz.clone()).datetime();
         let mut dt = start
             .checked_add(1.minute())
@@ -263,6 +294,39 @@ mod tests {
         assert_eq!(
             s.next_after(ts("2024-01-01T00:00:00Z")),
             Some(ts("2024-01-05T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn time_zones_move_the_schedule_with_daylight_saving() {
+        let s = Schedule::parse("0 9 * * *")
+            .unwrap()
+            .in_time_zone("America/New_York")
+            .unwrap();
+        // 09:00 EST is 14:00 UTC in November, 09:00 EDT is 13:00 UTC in July.
+        let nov = s.next_after(ts("2026-11-23T00:00:00Z")).unwrap();
+        assert_eq!(nov, ts("2026-11-23T14:00:00Z"));
+        assert_eq!(s.format(nov), "2026-11-23T09:00:00-05:00");
+        assert_eq!(
+            s.next_after(ts("2026-07-01T00:00:00Z")),
+            Some(ts("2026-07-01T13:00:00Z"))
+        );
+        let prefixed = Schedule::parse("CRON_TZ=Asia/Tokyo 30 8 * * *").unwrap();
+        assert_eq!(
+            prefixed.next_after(ts("2026-11-23T00:00:00Z")),
+            Some(ts("2026-11-23T23:30:00Z"))
+        );
+        assert!(
+            Schedule::parse("0 9 * * *")
+                .unwrap()
+                .in_time_zone("Mars/Olympus")
+                .is_err()
+        );
+        assert_eq!(
+            Schedule::parse("* * * * *")
+                .unwrap()
+                .format(ts("2026-11-23T00:00:00Z")),
+            "2026-11-23T00:00:00Z"
         );
     }
 

@@ -106,7 +106,21 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error>
     }
 
     let schedule = match Schedule::parse(&spec.schedule) {
-        Ok(s) => s,
+        Ok(s) => match spec.time_zone.as_deref() {
+            None => s,
+            Some(tz) => match s.in_time_zone(tz) {
+                Ok(s) => s,
+                Err(e) => {
+                    ctx.events.publish(
+                        cj.as_ref(),
+                        true,
+                        "UnknownTimeZone",
+                        format!("invalid timeZone: {tz:?}: {e}"),
+                    );
+                    return Ok(Action::await_change());
+                }
+            },
+        },
         Err(e) => {
             ctx.events.publish(
                 cj.as_ref(),
@@ -162,7 +176,7 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error>
             let mut annotations: BTreeMap<String, String> = tm.annotations.unwrap_or_default();
             annotations.insert(
                 "batch.kubernetes.io/cronjob-scheduled-timestamp".into(),
-                due.to_string(),
+                schedule.format(due),
             );
             let job = Job {
                 metadata: ObjectMeta {

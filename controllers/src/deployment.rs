@@ -321,7 +321,35 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
         });
         o
     };
-    if paused {
+    let active: Vec<&ReplicaSet> = all.iter().filter(|r| spec_replicas(r) > 0).collect();
+    let scaling_event = active.iter().any(|r| {
+        r.annotations().get(DESIRED_REPLICAS).map(String::as_str)
+            != Some(replicas.to_string().as_str())
+    });
+    if !recreate && active.len() > 1 && scaling_event {
+        // Scaled in the middle of a rollout (or while paused): every active ReplicaSet grows
+        // or shrinks in proportion to its size, as kube-controller-manager does.
+        let sizes: Vec<Sized> = active
+            .iter()
+            .map(|r| Sized {
+                name: r.name_any(),
+                replicas: spec_replicas(r),
+                max_replicas: r
+                    .annotations()
+                    .get(MAX_REPLICAS)
+                    .and_then(|v| v.parse().ok()),
+                created: r
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(0, |t| t.0.as_second()),
+            })
+            .collect();
+        let fallback = d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        for (name, n) in proportional(&sizes, replicas, surge, fallback) {
+            plan.scale.insert(name, n);
+        }
+    } else if paused {
         // Paused: no rollout, but follow scaling on the newest ReplicaSet.
         if let Some(nn) = &new_name {
             let old_total: i32 = olds.iter().map(|r| spec_replicas(r)).sum();
@@ -415,6 +443,66 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Erro
         collision_count,
     )
     .await
+}
+
+/// An active ReplicaSet as proportional scaling sees it.
+struct Sized {
+    name: String,
+    replicas: i32,
+    /// Its `max-replicas` annotation: the Deployment's replicas + maxSurge when last scaled.
+    max_replicas: Option<i32>,
+    created: i64,
+}
+
+/// New sizes of the active ReplicaSets when a Deployment is scaled to `replicas` mid-rollout:
+/// the room up to `replicas + surge` is shared in proportion to each one's size relative to
+/// its `max-replicas`, the biggest first (newest first when growing, oldest first when
+/// shrinking), and what rounding leaves over goes to the biggest.
+fn proportional(
+    active: &[Sized],
+    replicas: i32,
+    surge: i32,
+    fallback_max: i32,
+) -> Vec<(String, i32)> {
+    let allowed = replicas + surge;
+    let current: i32 = active.iter().map(|r| r.replicas).sum();
+    let to_add = allowed - current;
+    let mut order: Vec<&Sized> = active.iter().collect();
+    if to_add > 0 {
+        order.sort_by(|a, b| b.replicas.cmp(&a.replicas).then(b.created.cmp(&a.created)));
+    } else {
+        order.sort_by(|a, b| b.replicas.cmp(&a.replicas).then(a.created.cmp(&b.created)));
+    }
+    let mut added = 0i32;
+    let mut sizes: Vec<(String, i32)> = Vec::with_capacity(order.len());
+    for r in &order {
+        let mut proportion = 0;
+        if r.replicas > 0 && to_add != 0 && to_add != added {
+            let fraction = if replicas == 0 {
+                -r.replicas
+            } else {
+                let annotated = i64::from(r.max_replicas.unwrap_or(fallback_max).max(1));
+                // replicas * allowed / annotated, rounded half up (all terms are >= 0).
+                let scaled = i64::from(r.replicas) * i64::from(allowed.max(0));
+                let size = (2 * scaled + annotated) / (2 * annotated);
+                i32::try_from(size).unwrap_or(i32::MAX) - r.replicas
+            };
+            let left = to_add - added;
+            proportion = if to_add > 0 {
+                fraction.min(left)
+            } else {
+                fraction.max(left)
+            };
+        }
+        added += proportion;
+        sizes.push((r.name.clone(), r.replicas + proportion));
+    }
+    if let Some(first) = sizes.first_mut()
+        && added != to_add
+    {
+        first.1 = (first.1 + to_add - added).max(0);
+    }
+    sizes
 }
 
 /// One step of a rolling update: scale the new ReplicaSet up within maxSurge, else scale old
@@ -697,6 +785,48 @@ mod tests {
         assert_eq!(plan.scale["old"], 8);
         let total_available = 8;
         assert!(total_available >= 10 - 2);
+    }
+
+    fn sized(name: &str, replicas: i32, max: i32, created: i64) -> Sized {
+        Sized {
+            name: name.into(),
+            replicas,
+            max_replicas: Some(max),
+            created,
+        }
+    }
+
+    #[test]
+    fn scaling_mid_rollout_is_proportional() {
+        // 10 replicas with surge 3 were rolling out: old 8, new 5. Scaled to 20 (surge 5): the
+        // 12 extra are shared 7 / 5.
+        let active = [sized("old", 8, 13, 1), sized("new", 5, 13, 2)];
+        let got: BTreeMap<String, i32> = proportional(&active, 20, 5, 13).into_iter().collect();
+        assert_eq!(got["old"], 15);
+        assert_eq!(got["new"], 10);
+        // Scaled down to 5 (surge 2): 7 allowed, 6 to remove; old 8 -> 4, new 5 -> 3 (rounding
+        // leftovers go to the biggest).
+        let got: BTreeMap<String, i32> = proportional(&active, 5, 2, 13).into_iter().collect();
+        assert_eq!(got["old"] + got["new"], 7);
+        assert_eq!(got["old"], 4);
+        assert_eq!(got["new"], 3);
+        // To zero: everything goes.
+        let got: BTreeMap<String, i32> = proportional(&active, 0, 0, 13).into_iter().collect();
+        assert_eq!((got["old"], got["new"]), (0, 0));
+    }
+
+    #[test]
+    fn proportional_leftover_goes_to_the_biggest() {
+        // Three equal ReplicaSets of 3 (max 10), scaled so 1 more is allowed: each fraction
+        // rounds to 0, the newest of the biggest gets the one.
+        let active = [
+            sized("a", 3, 10, 1),
+            sized("b", 3, 10, 2),
+            sized("c", 3, 10, 3),
+        ];
+        let got: BTreeMap<String, i32> = proportional(&active, 8, 2, 10).into_iter().collect();
+        assert_eq!(got.values().sum::<i32>(), 10);
+        assert_eq!(got["c"], 4);
     }
 
     #[test]

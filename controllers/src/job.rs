@@ -1,8 +1,10 @@
 //! Job controller: runs pods until `completions` succeed, `parallelism` at a time, replacing
 //! failed pods after an exponential backoff until `backoffLimit` failures, failing at
 //! `activeDeadlineSeconds`, with the Complete / Failed conditions kubectl shows, and deletes
-//! finished Jobs after `ttlSecondsAfterFinished`.
+//! finished Jobs after `ttlSecondsAfterFinished`. Indexed Jobs run one pod per completion index
+//! (`status.completedIndexes`); `podFailurePolicy` decides how each failed pod counts.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use serde_json::json;
 
+use crate::job_pods::{self, Verdict};
 use crate::replicaset::{first_error, pod_from_template};
 use crate::runtime::{Ctx, Error, pod_seen, tolerate};
 use crate::util;
@@ -83,18 +86,38 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .filter(|p| util::controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
         .collect();
     let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| util::pod_active(p)).collect();
-    let succeeded = i32::try_from(
-        pods.iter()
-            .filter(|p| util::pod_phase(p) == "Succeeded")
-            .count(),
-    )
-    .unwrap_or(0);
-    let failed = i32::try_from(
-        pods.iter()
-            .filter(|p| util::pod_phase(p) == "Failed")
-            .count(),
-    )
-    .unwrap_or(0);
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let completions_target = spec.completions.unwrap_or(1);
+    // Indexed: a completion is an index in 0..completions with a succeeded pod.
+    let completed_indexes: BTreeSet<i32> = pods
+        .iter()
+        .filter(|p| util::pod_phase(p) == "Succeeded")
+        .filter_map(|p| job_pods::index_of(p))
+        .filter(|i| *i < completions_target)
+        .collect();
+    let succeeded = if indexed {
+        i32::try_from(completed_indexes.len()).unwrap_or(0)
+    } else {
+        i32::try_from(
+            pods.iter()
+                .filter(|p| util::pod_phase(p) == "Succeeded")
+                .count(),
+        )
+        .unwrap_or(0)
+    };
+    // Failed pods count towards backoffLimit unless the pod failure policy ignores them.
+    let mut failed = 0i32;
+    let mut fail_job: Option<String> = None;
+    for p in pods.iter().filter(|p| util::pod_phase(p) == "Failed") {
+        match job_pods::verdict(spec.pod_failure_policy.as_ref(), p) {
+            Verdict::Ignore => {}
+            Verdict::Count | Verdict::FailIndex => failed += 1,
+            Verdict::FailJob(msg) => {
+                failed += 1;
+                fail_job.get_or_insert(msg);
+            }
+        }
+    }
     let n_active = i32::try_from(active.len()).unwrap_or(0);
     let ready = i32::try_from(active.iter().filter(|p| util::pod_ready(p)).count()).unwrap_or(0);
     let parallelism = spec.parallelism.unwrap_or(1);
@@ -109,7 +132,7 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let complete = match spec.completions {
         Some(c) => succeeded >= c,
         None => succeeded >= 1 && n_active == 0,
-    };
+    } && fail_job.is_none();
     let deadline_exceeded = spec
         .active_deadline_seconds
         .is_some_and(|d| now.as_second() - start_time.0.as_second() >= d);
@@ -145,8 +168,10 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         if let Some(ttl) = spec.ttl_seconds_after_finished {
             requeue = Duration::from_secs(u64::try_from(ttl.max(0)).unwrap_or(0));
         }
-    } else if failed > backoff_limit || deadline_exceeded {
-        let (reason, message) = if deadline_exceeded {
+    } else if fail_job.is_some() || failed > backoff_limit || deadline_exceeded {
+        let (reason, message) = if let Some(msg) = &fail_job {
+            ("PodFailurePolicy", msg.as_str())
+        } else if deadline_exceeded {
             (
                 "DeadlineExceeded",
                 "Job was active longer than specified deadline",
@@ -190,7 +215,7 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .map_or(parallelism, |c| (c - succeeded).min(parallelism));
         let want = (remaining - n_active).max(0);
         // Failed pods come back after a backoff that doubles per failure.
-        let wait = if failed > 0 {
+        let wait = if failed > 0 && want > 0 {
             let base = ctx.opts.job_backoff.as_secs_f64();
             let delay = (base * 2f64.powi(failed - 1)).min(360.0);
             let last = pods
@@ -209,7 +234,21 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             Some(w) if want > 0 => requeue = w,
             _ => {
                 if want > 0 {
-                    create_pods(&ctx, &job, usize::try_from(want).unwrap_or(0)).await?;
+                    let indexes = if indexed {
+                        // The lowest indexes with neither a success nor a running pod.
+                        let busy: BTreeSet<i32> = active
+                            .iter()
+                            .filter_map(|p| job_pods::index_of(p))
+                            .collect();
+                        (0..completions_target)
+                            .filter(|i| !completed_indexes.contains(i) && !busy.contains(i))
+                            .take(usize::try_from(want).unwrap_or(0))
+                            .map(Some)
+                            .collect()
+                    } else {
+                        vec![None; usize::try_from(want).unwrap_or(0)]
+                    };
+                    create_pods(&ctx, &job, indexes).await?;
                 }
             }
         }
@@ -227,6 +266,7 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         completion_time: completion_time
             .or_else(|| job.status.as_ref().and_then(|s| s.completion_time.clone())),
         conditions: (!conditions.is_empty()).then_some(conditions),
+        completed_indexes: indexed.then(|| job_pods::compress(&completed_indexes)),
         terminating: Some(0),
         ..JobStatus::default()
     };
@@ -245,15 +285,23 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
-async fn create_pods(ctx: &Ctx, job: &Job, n: usize) -> Result<(), Error> {
+/// Create one pod per entry: `Some(i)` is completion index `i` of an Indexed Job.
+async fn create_pods(ctx: &Ctx, job: &Job, indexes: Vec<Option<i32>>) -> Result<(), Error> {
     let spec = job.spec.clone().unwrap_or_default();
     let ns = job.namespace().unwrap_or_default();
     let uid = util::uid(&job.metadata).to_string();
     let api: Api<Pod> = ctx.api(&ns);
     let prefix = format!("{}-", job.name_any());
-    let results: Vec<Result<(), Error>> = futures::stream::iter(0..n)
-        .map(|_| {
-            let mut pod = pod_from_template(job, &spec.template, None, Some(prefix.clone()));
+    let results: Vec<Result<(), Error>> = futures::stream::iter(indexes)
+        .map(|index| {
+            let generate = match index {
+                Some(i) => format!("{prefix}{i}-"),
+                None => prefix.clone(),
+            };
+            let mut pod = pod_from_template(job, &spec.template, None, Some(generate));
+            if let Some(i) = index {
+                job_pods::stamp_index(&mut pod, &job.name_any(), i);
+            }
             let labels = pod.metadata.labels.get_or_insert_with(Default::default);
             labels
                 .entry("batch.kubernetes.io/controller-uid".into())

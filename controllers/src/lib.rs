@@ -21,6 +21,7 @@ mod deployment;
 mod endpoints;
 mod gc;
 mod job;
+mod job_pods;
 mod namespace;
 mod nodelifecycle;
 mod replicaset;

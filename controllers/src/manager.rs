@@ -34,6 +34,9 @@ pub struct Options {
     pub job_backoff: Duration,
     /// Who we are in leader election.
     pub identity: String,
+    /// The cluster CA (PEM) published in every namespace as the `kube-root-ca.crt`
+    /// ConfigMap, as kube-controller-manager's root-ca-cert-publisher does; None: not published.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             default_toleration_seconds: 300,
             job_backoff: Duration::from_secs(10),
             identity: format!("skiff-{}", std::process::id()),
+            root_ca: None,
         }
     }
 }

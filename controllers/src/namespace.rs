@@ -1,6 +1,7 @@
 //! Namespace controller and service accounts.
 //!
-//! A live namespace gets its `default` ServiceAccount. A namespace being deleted has everything
+//! A live namespace gets its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap
+//! (the cluster CA, for pods that talk to the API). A namespace being deleted has everything
 //! in it deleted (every namespaced resource the API's discovery lists), and once nothing is left
 //! its `kubernetes` finalizer is removed through `namespaces/{name}/finalize`, after which the
 //! API server removes it.
@@ -8,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
@@ -22,6 +23,9 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Erro
     let name = ns.name_any();
     if ns.metadata.deletion_timestamp.is_none() {
         ensure_default_service_account(&ctx, &name).await?;
+        if let Some(ca) = &ctx.opts.root_ca {
+            ensure_root_ca(&ctx, &name, ca).await?;
+        }
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
     let remaining = empty(&ctx, &name).await?;
@@ -60,6 +64,43 @@ async fn ensure_default_service_account(ctx: &Ctx, ns: &str) -> Result<(), Error
         ..ServiceAccount::default()
     };
     match api.create(&PostParams::default(), &sa).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 403 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `kube-root-ca.crt` with `ca.crt` = the cluster CA, created or put back to it.
+async fn ensure_root_ca(ctx: &Ctx, ns: &str, ca: &str) -> Result<(), Error> {
+    const NAME: &str = "kube-root-ca.crt";
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let want = std::collections::BTreeMap::from([("ca.crt".to_string(), ca.to_string())]);
+    let result = match api.get_opt(NAME).await? {
+        Some(cm) if cm.data.as_ref() == Some(&want) => return Ok(()),
+        Some(mut cm) => {
+            cm.data = Some(want);
+            api.replace(NAME, &PostParams::default(), &cm).await
+        }
+        None => {
+            let cm = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(NAME.into()),
+                    annotations: Some(
+                        [(
+                            "kubernetes.io/description".to_string(),
+                            "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.".to_string(),
+                        )]
+                        .into(),
+                    ),
+                    ..ObjectMeta::default()
+                },
+                data: Some(want),
+                ..ConfigMap::default()
+            };
+            api.create(&PostParams::default(), &cm).await
+        }
+    };
+    match result {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 403 => Ok(()),
         Err(e) => Err(e.into()),

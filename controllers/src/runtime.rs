@@ -118,8 +118,12 @@ where
             subscribers,
             ..
         } = self;
+        let reader = writer.as_reader();
         tokio::spawn(async move {
-            let mut stream = watcher(api, cfg).default_backoff().boxed();
+            let mut stream = watcher(api, cfg)
+                .modify(strip_for_cache)
+                .default_backoff()
+                .boxed();
             while let Some(ev) = stream.next().await {
                 let ev = match ev {
                     Ok(ev) => ev,
@@ -129,11 +133,17 @@ where
                     }
                 };
                 writer.apply_watcher_event(&ev);
-                if let watcher::Event::Apply(o)
-                | watcher::Event::InitApply(o)
-                | watcher::Event::Delete(o) = ev
-                {
-                    let o = Arc::new(o);
+                let changed = match ev {
+                    // Hand out the cache's own copy rather than a second one.
+                    watcher::Event::Apply(o) | watcher::Event::InitApply(o) => Some(
+                        reader
+                            .get(&reflector::ObjectRef::from_obj(&o))
+                            .unwrap_or_else(|| Arc::new(o)),
+                    ),
+                    watcher::Event::Delete(o) => Some(Arc::new(o)),
+                    _ => None,
+                };
+                if let Some(o) = changed {
                     for s in &subscribers {
                         let _ = s.send(o.clone());
                     }
@@ -141,6 +151,13 @@ where
             }
         })
     }
+}
+
+/// What the caches keep of an object: everything but `managedFields`, which no controller
+/// reads and which is often the biggest part of an object (kube-controller-manager's informers
+/// drop it too).
+pub fn strip_for_cache<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 /// The caches every controller reads.
@@ -360,14 +377,23 @@ pub fn pod_seen(store: &Store<Pod>, ns: &str) -> impl Fn(&str) -> (bool, bool) {
 }
 
 /// Writes core/v1 Events (what `kubectl describe` and `kubectl get events` show).
+///
+/// Like client-go's broadcaster it never holds its caller up: events are written in the
+/// background, at most [`EVENT_WRITERS`] at a time, and dropped when more than
+/// [`EVENT_BACKLOG`] are waiting, so a burst of thousands of bindings is not slowed down by its
+/// own `Scheduled` events.
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     component: String,
     seen: Arc<Mutex<HashMap<String, (String, i32)>>>,
+    writers: Arc<tokio::sync::Semaphore>,
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 const MAX_TRACKED_EVENTS: usize = 8192;
+const EVENT_WRITERS: usize = 32;
+const EVENT_BACKLOG: usize = 1000;
 
 impl Recorder {
     pub fn new(client: Client, component: &str) -> Self {
@@ -375,6 +401,8 @@ impl Recorder {
             client,
             component: component.to_string(),
             seen: Arc::new(Mutex::new(HashMap::new())),
+            writers: Arc::new(tokio::sync::Semaphore::new(EVENT_WRITERS)),
+            backlog: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -391,6 +419,12 @@ impl Recorder {
     }
 
     pub fn publish_ref(&self, r: ObjectReference, warning: bool, reason: &str, message: String) {
+        use std::sync::atomic::Ordering;
+        if self.backlog.fetch_add(1, Ordering::Relaxed) >= EVENT_BACKLOG {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(reason, "event dropped: too many waiting");
+            return;
+        }
         let ns = r.namespace.clone().unwrap_or_else(|| "default".to_string());
         let key = format!(
             "{}/{}/{}/{reason}/{message}",
@@ -423,7 +457,11 @@ impl Recorder {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let component = self.component.clone();
         let reason = reason.to_string();
+        let writers = self.writers.clone();
+        let backlog = self.backlog.clone();
         tokio::spawn(async move {
+            let _permit = writers.acquire().await;
+            backlog.fetch_sub(1, Ordering::Relaxed);
             let result = match existing {
                 Some((name, count)) => api
                     .patch(

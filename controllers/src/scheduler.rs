@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, PodSpec, Taint, Toleration};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelectorTerm, Pod, PodAffinityTerm, PodSpec, Taint, Toleration,
+};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -63,13 +65,14 @@ pub async fn run_scheduler(client: Client, opts: SchedulerOptions) {
 
 #[derive(Default, Clone, Copy, Debug, PartialEq)]
 struct Res {
-    cpu: i128,
-    mem: i128,
-    pods: i128,
+    cpu: i64,
+    mem: i64,
+    pods: i64,
 }
 
 struct NodeInfo {
     name: String,
+    id: u32,
     labels: BTreeMap<String, String>,
     taints: Vec<Taint>,
     unschedulable: bool,
@@ -87,6 +90,9 @@ struct Placed {
     req: Res,
     ports: Vec<(String, i32)>,
     anti_affinity: Vec<PodAffinityTerm>,
+    /// Preferred pod affinity (positive weight) and anti-affinity (negative) terms, which also
+    /// attract or repel pods scheduled after this one.
+    preferred: Vec<(i64, PodAffinityTerm)>,
     /// The controller (owner uid) of the pod, for spreading replicas.
     owner: Option<String>,
 }
@@ -103,9 +109,13 @@ struct State {
     binding: HashSet<String>,
     cursor: usize,
     pods_with_anti_affinity: usize,
+    pods_with_preferred: usize,
     last_message: HashMap<String, String>,
-    /// owner uid -> node -> pods of that owner on that node.
-    owner_counts: HashMap<String, HashMap<String, u32>>,
+    /// owner uid -> node id -> pods of that owner on that node.
+    owner_counts: HashMap<String, HashMap<u32, u32>>,
+    /// Node name -> a small id that stays the node's for the life of the scheduler, so that
+    /// scoring thousands of nodes per pod compares integers, not names.
+    node_ids: HashMap<String, u32>,
 }
 
 fn pod_key(p: &Pod) -> String {
@@ -138,11 +148,21 @@ fn requests(spec: &PodSpec) -> Res {
             .unwrap_or(0)
     };
     Res {
-        cpu: sum(&spec.containers, "cpu", true).max(max_init("cpu", true)) + overhead("cpu", true),
-        mem: sum(&spec.containers, "memory", false).max(max_init("memory", false))
-            + overhead("memory", false),
+        cpu: saturate(
+            sum(&spec.containers, "cpu", true).max(max_init("cpu", true)) + overhead("cpu", true),
+        ),
+        mem: saturate(
+            sum(&spec.containers, "memory", false).max(max_init("memory", false))
+                + overhead("memory", false),
+        ),
         pods: 1,
     }
+}
+
+/// Quantities parse exactly (i128); the scheduler counts in i64 (9.2 EB, 9.2e15 cores), which
+/// keeps the per-node arithmetic cheap.
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 fn host_ports(spec: &PodSpec) -> Vec<(String, i32)> {
@@ -154,6 +174,34 @@ fn host_ports(spec: &PodSpec) -> Vec<(String, i32)> {
             Some((p.protocol.clone().unwrap_or_else(|| "TCP".into()), hp))
         })
         .collect()
+}
+
+/// A pod's preferred inter-pod terms: affinity with positive, anti-affinity with negative weight.
+fn preferred_terms(spec: &PodSpec) -> Vec<(i64, PodAffinityTerm)> {
+    let Some(a) = spec.affinity.as_ref() else {
+        return vec![];
+    };
+    let affinity = a
+        .pod_affinity
+        .as_ref()
+        .and_then(|x| {
+            x.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .into_iter()
+        .flatten()
+        .map(|w| (i64::from(w.weight), w.pod_affinity_term.clone()));
+    let anti = a
+        .pod_anti_affinity
+        .as_ref()
+        .and_then(|x| {
+            x.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .into_iter()
+        .flatten()
+        .map(|w| (-i64::from(w.weight), w.pod_affinity_term.clone()));
+    affinity.chain(anti).collect()
 }
 
 fn placed_pod(p: &Pod, node: String) -> Placed {
@@ -172,6 +220,7 @@ fn placed_pod(p: &Pod, node: String) -> Placed {
                     .clone()
             })
             .unwrap_or_default(),
+        preferred: spec.map(preferred_terms).unwrap_or_default(),
         owner: util::controller_of(&p.metadata).map(|r| r.uid.clone()),
     }
 }
@@ -179,13 +228,16 @@ fn placed_pod(p: &Pod, node: String) -> Placed {
 fn node_info(n: &Node) -> NodeInfo {
     let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
     let get = |k: &str, milli: bool| {
-        alloc
-            .and_then(|a| a.get(k))
-            .and_then(|q| util::parse_quantity(&q.0, milli))
-            .unwrap_or(0)
+        saturate(
+            alloc
+                .and_then(|a| a.get(k))
+                .and_then(|q| util::parse_quantity(&q.0, milli))
+                .unwrap_or(0),
+        )
     };
     NodeInfo {
         name: n.name_any(),
+        id: 0,
         labels: n.metadata.labels.clone().unwrap_or_default(),
         taints: n
             .spec
@@ -231,12 +283,16 @@ impl State {
         if !placed.anti_affinity.is_empty() {
             self.pods_with_anti_affinity += 1;
         }
+        if !placed.preferred.is_empty() {
+            self.pods_with_preferred += 1;
+        }
         if let Some(o) = &placed.owner {
+            let id = self.node_id(&placed.node);
             *self
                 .owner_counts
                 .entry(o.clone())
                 .or_default()
-                .entry(placed.node.clone())
+                .entry(id)
                 .or_insert(0) += 1;
         }
         self.placed.insert(uid, placed);
@@ -249,13 +305,19 @@ impl State {
         if !p.anti_affinity.is_empty() {
             self.pods_with_anti_affinity -= 1;
         }
+        if !p.preferred.is_empty() {
+            self.pods_with_preferred -= 1;
+        }
+        let id = self.node_ids.get(&p.node).copied();
         if let Some(o) = &p.owner
             && let Some(per_node) = self.owner_counts.get_mut(o)
         {
-            if let Some(c) = per_node.get_mut(&p.node) {
+            if let Some(id) = id
+                && let Some(c) = per_node.get_mut(&id)
+            {
                 *c -= 1;
                 if *c == 0 {
-                    per_node.remove(&p.node);
+                    per_node.remove(&id);
                 }
             }
             if per_node.is_empty() {
@@ -275,6 +337,15 @@ impl State {
         true
     }
 
+    fn node_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.node_ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.node_ids.len()).unwrap_or(u32::MAX);
+        self.node_ids.insert(name.to_string(), id);
+        id
+    }
+
     fn enqueue(&mut self, key: String) {
         if !self.binding.contains(&key) && self.queued.insert(key.clone()) {
             self.queue.push_back(key);
@@ -289,14 +360,14 @@ impl State {
         }
     }
 
-    fn apply_pod(&mut self, p: &Pod, scheduler: &str) -> bool {
-        let key = pod_key(p);
+    fn apply_pod(&mut self, p: Pod, scheduler: &str) -> bool {
+        let key = pod_key(&p);
         let uid = p.uid().unwrap_or_default();
         let spec = p.spec.as_ref();
         let node = spec
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty());
-        let finished = matches!(util::pod_phase(p), "Succeeded" | "Failed");
+        let finished = matches!(util::pod_phase(&p), "Succeeded" | "Failed");
         match node {
             Some(node) => {
                 self.pending.remove(&key);
@@ -305,18 +376,21 @@ impl State {
                 if finished {
                     return self.unplace(&uid);
                 }
-                self.place(uid, placed_pod(p, node));
+                // Status updates of a pod already accounted on its node change nothing here.
+                if self.placed.get(&uid).is_none_or(|pl| pl.node != node) {
+                    self.place(uid, placed_pod(&p, node));
+                }
                 false
             }
             None => {
-                if util::terminating(&p.metadata) || finished || !self.is_ours(p, scheduler) {
-                    self.delete_pod(p);
+                if util::terminating(&p.metadata) || finished || !self.is_ours(&p, scheduler) {
+                    self.delete_pod(&p);
                     return false;
                 }
                 let changed_spec = self.pending.get(&key).is_none_or(|old| {
                     old.spec != p.spec || old.metadata.labels != p.metadata.labels
                 });
-                self.pending.insert(key.clone(), Arc::new(p.clone()));
+                self.pending.insert(key.clone(), Arc::new(p));
                 if !self.unschedulable.contains(&key) || changed_spec {
                     self.unschedulable.remove(&key);
                     self.enqueue(key);
@@ -337,6 +411,7 @@ impl State {
 
     fn apply_node(&mut self, n: &Node) {
         let mut info = node_info(n);
+        info.id = self.node_id(&info.name);
         match self.node_index.get(&info.name) {
             Some(&i) => {
                 let old = &mut self.nodes[i];
@@ -365,6 +440,7 @@ impl State {
                             req: p.req,
                             ports: p.ports.clone(),
                             anti_affinity: p.anti_affinity.clone(),
+                            preferred: p.preferred.clone(),
                             owner: p.owner.clone(),
                         };
                         self.place(uid, p);
@@ -386,6 +462,10 @@ impl State {
     }
 }
 
+/// Why a node was rejected: almost always a fixed phrase, so rejecting thousands of nodes
+/// allocates nothing.
+type Reason = std::borrow::Cow<'static, str>;
+
 /// Why a node was rejected (kube-scheduler's wording, counted into the FailedScheduling message).
 fn filter(
     state: &State,
@@ -395,7 +475,7 @@ fn filter(
     req: Res,
     ports: &[(String, i32)],
     topo: &Topology,
-) -> Result<(), String> {
+) -> Result<(), Reason> {
     let tolerations: &[Toleration] = spec.tolerations.as_deref().unwrap_or(&[]);
     if node.unschedulable {
         let t = Taint {
@@ -404,11 +484,13 @@ fn filter(
             ..Taint::default()
         };
         if !tolerations.iter().any(|tol| util::tolerates(tol, &t)) {
-            return Err("node(s) were unschedulable".into());
+            return Err(Reason::Borrowed("node(s) were unschedulable"));
         }
     }
     if !util::node_admits(spec, &node.name, Some(&node.labels)) {
-        return Err("node(s) didn't match Pod's node affinity/selector".into());
+        return Err(Reason::Borrowed(
+            "node(s) didn't match Pod's node affinity/selector",
+        ));
     }
     if let Some(t) = util::untolerated(&node.taints, tolerations, &["NoSchedule", "NoExecute"]) {
         let value = t
@@ -416,23 +498,25 @@ fn filter(
             .as_deref()
             .map(|v| format!(": {v}"))
             .unwrap_or_default();
-        return Err(format!(
+        return Err(Reason::Owned(format!(
             "node(s) had untolerated taint {{{}{value}}}",
             t.key
-        ));
+        )));
     }
-    let free = |alloc: i128, used: i128| alloc - used;
+    let free = |alloc: i64, used: i64| alloc - used;
     if req.pods > free(node.alloc.pods, node.used.pods) {
-        return Err("Too many pods".into());
+        return Err(Reason::Borrowed("Too many pods"));
     }
     if req.cpu > 0 && req.cpu > free(node.alloc.cpu, node.used.cpu) {
-        return Err("Insufficient cpu".into());
+        return Err(Reason::Borrowed("Insufficient cpu"));
     }
     if req.mem > 0 && req.mem > free(node.alloc.mem, node.used.mem) {
-        return Err("Insufficient memory".into());
+        return Err(Reason::Borrowed("Insufficient memory"));
     }
     if ports.iter().any(|p| node.ports.contains(p)) {
-        return Err("node(s) didn't have free ports for the requested pod ports".into());
+        return Err(Reason::Borrowed(
+            "node(s) didn't have free ports for the requested pod ports",
+        ));
     }
     topo.check(state, node, pod)
 }
@@ -449,6 +533,14 @@ struct Topology {
     spread: Vec<(String, i32, HashMap<String, i64>, i64)>,
     /// Soft spread constraints, for scoring.
     soft_spread: Vec<(String, HashMap<String, i64>)>,
+    /// Preferred inter-pod (anti-)affinity: topology key -> domain -> summed weight, both the
+    /// pod's own preferred terms (over the pods already placed) and placed pods' preferred terms
+    /// that match this pod; with the lowest and highest node total, for normalising.
+    pod_pref: Vec<(String, HashMap<String, i64>)>,
+    pod_pref_range: (i64, i64),
+    /// Preferred node affinity terms (weight, term) and the best total any node reaches.
+    node_pref: Vec<(i64, NodeSelectorTerm)>,
+    node_pref_max: i64,
 }
 
 fn term_matches(term: &PodAffinityTerm, own_ns: &str, p: &Placed) -> bool {
@@ -479,6 +571,10 @@ impl Topology {
             forbidden: vec![],
             spread: vec![],
             soft_spread: vec![],
+            pod_pref: vec![],
+            pod_pref_range: (0, 0),
+            node_pref: vec![],
+            node_pref_max: 0,
         };
         let node_label = |node: &str, key: &str| -> Option<String> {
             let i = state.node_index.get(node)?;
@@ -534,6 +630,7 @@ impl Topology {
                 req: Res::default(),
                 ports: vec![],
                 anti_affinity: vec![],
+                preferred: vec![],
                 owner: None,
             };
             for p in state
@@ -577,46 +674,159 @@ impl Topology {
                 t.soft_spread.push((c.topology_key.clone(), counts));
             }
         }
+        t.build_preferences(state, &ns, labels, spec);
         t
     }
 
-    fn check(&self, _state: &State, node: &NodeInfo, _pod: &Pod) -> Result<(), String> {
+    /// The preferred (soft) node affinity and inter-pod (anti-)affinity of scoring, as
+    /// kube-scheduler's NodeAffinity and InterPodAffinity score plugins weigh them.
+    fn build_preferences(
+        &mut self,
+        state: &State,
+        ns: &str,
+        labels: &BTreeMap<String, String>,
+        spec: &PodSpec,
+    ) {
+        let node_label = |node: &str, key: &str| -> Option<&String> {
+            let i = state.node_index.get(node)?;
+            state.nodes[*i].labels.get(key)
+        };
+        let mut by_key: BTreeMap<String, HashMap<String, i64>> = BTreeMap::new();
+        let own = preferred_terms(spec);
+        if !own.is_empty() {
+            for p in state.placed.values() {
+                for (w, term) in &own {
+                    if term_matches(term, ns, p)
+                        && let Some(v) = node_label(&p.node, &term.topology_key)
+                    {
+                        *by_key
+                            .entry(term.topology_key.clone())
+                            .or_default()
+                            .entry(v.clone())
+                            .or_insert(0) += w;
+                    }
+                }
+            }
+        }
+        if state.pods_with_preferred > 0 {
+            let me = Placed {
+                node: String::new(),
+                ns: ns.to_string(),
+                labels: labels.clone(),
+                req: Res::default(),
+                ports: vec![],
+                anti_affinity: vec![],
+                preferred: vec![],
+                owner: None,
+            };
+            for p in state.placed.values().filter(|p| !p.preferred.is_empty()) {
+                for (w, term) in &p.preferred {
+                    if term_matches(term, &p.ns, &me)
+                        && let Some(v) = node_label(&p.node, &term.topology_key)
+                    {
+                        *by_key
+                            .entry(term.topology_key.clone())
+                            .or_default()
+                            .entry(v.clone())
+                            .or_insert(0) += w;
+                    }
+                }
+            }
+        }
+        by_key.retain(|_, domains| domains.values().any(|w| *w != 0));
+        self.pod_pref = by_key.into_iter().collect();
+        if !self.pod_pref.is_empty() {
+            let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+            for n in &state.nodes {
+                let s = self.pod_pref_raw(n);
+                lo = lo.min(s);
+                hi = hi.max(s);
+            }
+            self.pod_pref_range = (lo.min(0), hi.max(0));
+        }
+        self.node_pref = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| {
+                n.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .into_iter()
+            .flatten()
+            .filter(|t| t.weight != 0)
+            .map(|t| (i64::from(t.weight), t.preference.clone()))
+            .collect();
+        if !self.node_pref.is_empty() {
+            self.node_pref_max = state
+                .nodes
+                .iter()
+                .map(|n| self.node_pref_raw(n))
+                .max()
+                .unwrap_or(0);
+        }
+    }
+
+    fn pod_pref_raw(&self, node: &NodeInfo) -> i64 {
+        self.pod_pref
+            .iter()
+            .filter_map(|(key, domains)| domains.get(node.labels.get(key)?))
+            .sum()
+    }
+
+    fn node_pref_raw(&self, node: &NodeInfo) -> i64 {
+        self.node_pref
+            .iter()
+            .filter(|(_, term)| util::node_term_matches(term, &node.name, Some(&node.labels)))
+            .map(|(w, _)| *w)
+            .sum()
+    }
+
+    fn check(&self, _state: &State, node: &NodeInfo, _pod: &Pod) -> Result<(), Reason> {
         for (key, domains, any, self_match) in &self.affinity {
             let Some(v) = node.labels.get(key) else {
-                return Err("node(s) didn't match pod affinity rules".into());
+                return Err(Reason::Borrowed("node(s) didn't match pod affinity rules"));
             };
             let ok = domains.contains(v) || (!any && *self_match);
             if !ok {
-                return Err("node(s) didn't match pod affinity rules".into());
+                return Err(Reason::Borrowed("node(s) didn't match pod affinity rules"));
             }
         }
         for (key, domains) in &self.anti {
             if node.labels.get(key).is_some_and(|v| domains.contains(v)) {
-                return Err("node(s) didn't match pod anti-affinity rules".into());
+                return Err(Reason::Borrowed(
+                    "node(s) didn't match pod anti-affinity rules",
+                ));
             }
         }
         for (key, value) in &self.forbidden {
             if node.labels.get(key) == Some(value) {
-                return Err("node(s) didn't satisfy existing pods anti-affinity rules".into());
+                return Err(Reason::Borrowed(
+                    "node(s) didn't satisfy existing pods anti-affinity rules",
+                ));
             }
         }
         for (key, skew, counts, min) in &self.spread {
             let Some(v) = node.labels.get(key) else {
-                return Err(
-                    "node(s) didn't match pod topology spread constraints (missing required label)"
-                        .into(),
-                );
+                return Err(Reason::Borrowed(
+                    "node(s) didn't match pod topology spread constraints (missing required label)",
+                ));
             };
             let c = counts.get(v).copied().unwrap_or(0);
             if c + 1 - min > i64::from(*skew) {
-                return Err("node(s) didn't match pod topology spread constraints".into());
+                return Err(Reason::Borrowed(
+                    "node(s) didn't match pod topology spread constraints",
+                ));
             }
         }
         Ok(())
     }
 
-    fn score(&self, node: &NodeInfo) -> i128 {
-        let mut s = 0i128;
+    /// Soft constraints, in the thousandths of [`score`]: topology spread (weight 1 per
+    /// constraint), preferred node affinity and inter-pod affinity (weight 2 each, as in
+    /// kube-scheduler's default profile), each normalised to 0..=100 first.
+    fn score(&self, node: &NodeInfo) -> i64 {
+        let mut s = 0i64;
         for (key, counts) in &self.soft_spread {
             let max = counts.values().copied().max().unwrap_or(0);
             let c = node
@@ -625,7 +835,14 @@ impl Topology {
                 .and_then(|v| counts.get(v))
                 .copied()
                 .unwrap_or(max);
-            s += i128::from(if max == 0 { 100 } else { (max - c) * 100 / max });
+            s += if max == 0 { 100 } else { (max - c) * 100 / max } * 10;
+        }
+        if self.node_pref_max > 0 {
+            s += self.node_pref_raw(node) * 100 / self.node_pref_max * 20;
+        }
+        let (lo, hi) = self.pod_pref_range;
+        if hi > lo {
+            s += (self.pod_pref_raw(node) - lo) * 100 / (hi - lo) * 20;
         }
         s
     }
@@ -633,13 +850,13 @@ impl Topology {
 
 /// Least allocated + balanced allocation, in thousandths, minus a penalty per replica of the
 /// same controller already on the node (so replicas spread, like the default topology spread).
-fn score(node: &NodeInfo, req: Res, same_owner: u32) -> i128 {
-    const FULL: i128 = 1000;
-    let frac = |alloc: i128, used: i128| -> i128 {
+fn score(node: &NodeInfo, req: Res, same_owner: u32) -> i64 {
+    const FULL: i64 = 1000;
+    let frac = |alloc: i64, used: i64| -> i64 {
         if alloc <= 0 {
             FULL
         } else {
-            ((used * FULL) / alloc).clamp(0, FULL)
+            (used.saturating_mul(FULL) / alloc).clamp(0, FULL)
         }
     };
     let cpu = frac(node.alloc.cpu, node.used.cpu + req.cpu);
@@ -647,7 +864,19 @@ fn score(node: &NodeInfo, req: Res, same_owner: u32) -> i128 {
     let pods = frac(node.alloc.pods, node.used.pods + req.pods);
     let least_allocated = ((FULL - cpu) + (FULL - mem) + (FULL - pods)) / 3;
     let balanced = FULL - (cpu - mem).abs();
-    least_allocated + balanced - i128::from(same_owner) * FULL / 2
+    least_allocated + balanced - i64::from(same_owner) * FULL / 2
+}
+
+/// Untolerated `PreferNoSchedule` taints push a node down (TaintToleration, weight 3): 1,000
+/// per taint, at most 3,000.
+fn prefer_no_schedule_penalty(taints: &[Taint], tolerations: &[Toleration]) -> i64 {
+    let n = taints
+        .iter()
+        .filter(|t| t.effect == "PreferNoSchedule")
+        .filter(|taint| !tolerations.iter().any(|t| util::tolerates(t, taint)))
+        .count()
+        .min(3);
+    i64::try_from(n).unwrap_or(3) * 1000
 }
 
 /// How many feasible nodes to find before choosing (kube-scheduler's adaptive percentage).
@@ -678,9 +907,10 @@ fn decide(state: &mut State, pod: &Pod) -> Decision {
     let owner = util::controller_of(&pod.metadata).map(|r| r.uid.as_str());
     let owner_nodes = owner.and_then(|o| state.owner_counts.get(o));
     let want = nodes_to_find(total);
-    let mut best: Option<(i128, usize)> = None;
+    let tolerations: &[Toleration] = spec.tolerations.as_deref().unwrap_or(&[]);
+    let mut best: Option<(i64, usize)> = None;
     let mut found = 0usize;
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
     let start = state.cursor % total;
     let mut checked = 0usize;
     while checked < total && found < want {
@@ -691,10 +921,11 @@ fn decide(state: &mut State, pod: &Pod) -> Decision {
             Ok(()) => {
                 found += 1;
                 let same_owner = owner_nodes
-                    .and_then(|m| m.get(node.name.as_str()))
+                    .and_then(|m| m.get(&node.id))
                     .copied()
                     .unwrap_or(0);
-                let s = score(node, req, same_owner) + topo.score(node) * 10;
+                let s = score(node, req, same_owner) + topo.score(node)
+                    - prefer_no_schedule_penalty(&node.taints, tolerations);
                 if best.is_none_or(|(b, _)| s > b) {
                     best = Some((s, i));
                 }
@@ -773,6 +1004,7 @@ async fn watch_nodes(client: Client, shared: Arc<Shared>, ready: tokio::sync::on
     let mut ready = Some(ready);
     let mut seen: Option<HashSet<String>> = None;
     let mut stream = watcher(Api::<Node>::all(client), watcher::Config::default())
+        .modify(crate::runtime::strip_for_cache)
         .default_backoff()
         .boxed();
     while let Some(ev) = stream.next().await {
@@ -819,6 +1051,7 @@ use kube::runtime::watcher::watcher;
 async fn watch_pods(client: Client, shared: Arc<Shared>, scheduler: String) {
     let mut seen: Option<HashSet<String>> = None;
     let mut stream = watcher(Api::<Pod>::all(client), watcher::Config::default())
+        .modify(crate::runtime::strip_for_cache)
         .default_backoff()
         .boxed();
     while let Some(ev) = stream.next().await {
@@ -831,7 +1064,7 @@ async fn watch_pods(client: Client, shared: Arc<Shared>, scheduler: String) {
                 if let Some(s) = seen.as_mut() {
                     s.insert(p.uid().unwrap_or_default());
                 }
-                st.apply_pod(&p, &scheduler);
+                st.apply_pod(p, &scheduler);
             }
             Event::InitDone => {
                 if let Some(s) = seen.take() {
@@ -849,7 +1082,7 @@ async fn watch_pods(client: Client, shared: Arc<Shared>, scheduler: String) {
                 }
                 freed = true;
             }
-            Event::Apply(p) => freed = st.apply_pod(&p, &scheduler),
+            Event::Apply(p) => freed = st.apply_pod(p, &scheduler),
             Event::Delete(p) => freed = st.delete_pod(&p),
         }
         if freed {
@@ -1111,7 +1344,7 @@ mod tests {
         st.apply_node(&node("n", "1", &[], vec![]));
         let mut bound = pod("a", "800m");
         bound.spec.as_mut().unwrap().node_name = Some("n".into());
-        st.apply_pod(&bound, "default-scheduler");
+        st.apply_pod(bound.clone(), "default-scheduler");
         assert!(matches!(
             decide(&mut st, &pod("b", "500m")),
             Decision::Unschedulable(_)
@@ -1166,11 +1399,115 @@ mod tests {
             };
             let mut placed = p.clone();
             placed.spec.as_mut().unwrap().node_name = Some(n.clone());
-            st.apply_pod(&placed, "default-scheduler");
+            st.apply_pod(placed.clone(), "default-scheduler");
             *counts.entry(n).or_default() += 1;
         }
         assert_eq!(counts.get("a"), Some(&2));
         assert_eq!(counts.get("b"), Some(&2));
+    }
+
+    fn placed_on(p: &Pod, node: &str) -> Pod {
+        let mut placed = p.clone();
+        placed.spec.as_mut().unwrap().node_name = Some(node.into());
+        placed
+    }
+
+    fn with_affinity(mut p: Pod, affinity: serde_json::Value) -> Pod {
+        p.spec.as_mut().unwrap().affinity = Some(serde_json::from_value(affinity).unwrap());
+        p
+    }
+
+    #[test]
+    fn preferred_node_affinity_wins_over_resources() {
+        let mut st = State::default();
+        // "busy" is more allocated, so resources alone would pick "idle".
+        st.apply_node(&node("idle", "8", &[("disk", "hdd")], vec![]));
+        st.apply_node(&node("busy", "8", &[("disk", "ssd")], vec![]));
+        st.apply_pod(placed_on(&pod("x", "2"), "busy"), "default-scheduler");
+        assert!(matches!(decide(&mut st, &pod("plain", "100m")), Decision::Bind(n) if n == "idle"));
+        let p = with_affinity(
+            pod("a", "100m"),
+            json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 50, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}),
+        );
+        let Decision::Bind(n) = decide(&mut st, &p) else {
+            panic!("fits")
+        };
+        assert_eq!(n, "busy");
+    }
+
+    #[test]
+    fn preferred_pod_affinity_attracts_and_anti_affinity_repels() {
+        let mut st = State::default();
+        for (name, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")] {
+            st.apply_node(&node(name, "8", &[("zone", zone), ("host", name)], vec![]));
+        }
+        let mut cache = pod("cache", "100m");
+        cache.metadata.labels = Some([("app".to_string(), "cache".to_string())].into());
+        st.apply_pod(placed_on(&cache, "b1"), "default-scheduler");
+        let term = json!({"weight": 100, "podAffinityTerm": {
+            "labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "zone"}});
+        let near = with_affinity(
+            pod("near", "100m"),
+            json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [term]}}),
+        );
+        for _ in 0..3 {
+            let Decision::Bind(n) = decide(&mut st, &near) else {
+                panic!("fits")
+            };
+            assert!(n.starts_with('b'), "affinity to zone b, got {n}");
+        }
+        let far = with_affinity(
+            pod("far", "100m"),
+            json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [term]}}),
+        );
+        for _ in 0..3 {
+            let Decision::Bind(n) = decide(&mut st, &far) else {
+                panic!("fits")
+            };
+            assert!(n.starts_with('a'), "anti-affinity to zone b, got {n}");
+        }
+    }
+
+    #[test]
+    fn placed_pods_preferred_anti_affinity_repels_newcomers() {
+        let mut st = State::default();
+        st.apply_node(&node("n1", "8", &[("host", "n1")], vec![]));
+        st.apply_node(&node("n2", "8", &[("host", "n2")], vec![]));
+        // A loner on n2 that prefers no "noisy" pod on its host.
+        let loner = with_affinity(
+            pod("loner", "100m"),
+            json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": {"noise": "yes"}}, "topologyKey": "host"}}]}}),
+        );
+        st.apply_pod(placed_on(&loner, "n2"), "default-scheduler");
+        // Resources alone prefer n1 now; make n1 busier so they would prefer n2.
+        st.apply_pod(placed_on(&pod("filler", "1"), "n1"), "default-scheduler");
+        assert!(matches!(decide(&mut st, &pod("quiet", "100m")), Decision::Bind(n) if n == "n2"));
+        let mut noisy = pod("noisy", "100m");
+        noisy.metadata.labels = Some([("noise".to_string(), "yes".to_string())].into());
+        assert!(matches!(decide(&mut st, &noisy), Decision::Bind(n) if n == "n1"));
+    }
+
+    #[test]
+    fn prefer_no_schedule_taints_are_avoided_unless_tolerated() {
+        let mut st = State::default();
+        let taint = Taint {
+            key: "spot".into(),
+            effect: "PreferNoSchedule".into(),
+            ..Taint::default()
+        };
+        st.apply_node(&node("spot", "8", &[], vec![taint]));
+        st.apply_node(&node("steady", "8", &[], vec![]));
+        st.apply_pod(placed_on(&pod("x", "2"), "steady"), "default-scheduler");
+        assert!(matches!(decide(&mut st, &pod("a", "100m")), Decision::Bind(n) if n == "steady"));
+        let mut tolerant = pod("b", "100m");
+        tolerant.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
+            key: Some("spot".into()),
+            operator: Some("Exists".into()),
+            ..Toleration::default()
+        }]);
+        assert!(matches!(decide(&mut st, &tolerant), Decision::Bind(n) if n == "spot"));
     }
 
     #[test]

@@ -244,14 +244,24 @@ impl Sim {
         }
     }
 
+    /// Renew every node's Lease once per heartbeat interval, spread evenly over the interval
+    /// (node `i` renews in slot `i % SLOTS`), as thousands of independent kubelets would, rather
+    /// than all at once.
     async fn heartbeats(self: Arc<Self>) {
+        const SLOTS: usize = 50;
+        let tick = self.opts.heartbeat / u32::try_from(SLOTS).unwrap_or(1);
+        let mut interval = tokio::time::interval(tick.max(Duration::from_millis(1)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        let mut slot = 0usize;
         loop {
-            tokio::time::sleep(self.opts.heartbeat).await;
+            interval.tick().await;
+            slot = (slot + 1) % SLOTS;
             let due: Vec<(String, usize, bool)> = {
                 let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
                 nodes
                     .iter()
-                    .filter(|(_, n)| !n.paused)
+                    .filter(|(_, n)| !n.paused && n.index % SLOTS == slot)
                     .map(|(name, n)| (name.clone(), n.index, n.ready))
                     .collect()
             };

@@ -286,11 +286,11 @@ pub fn node_term_matches(
     node_name: &str,
     labels: Option<&BTreeMap<String, String>>,
 ) -> bool {
-    let req_ok = |r: &NodeSelectorRequirement, value: Option<&String>| {
+    let req_ok = |r: &NodeSelectorRequirement, value: Option<&str>| {
         let values = r.values.as_deref().unwrap_or(&[]);
         match r.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+            "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
             "Exists" => value.is_some(),
             "DoesNotExist" => value.is_none(),
             "Gt" | "Lt" => {
@@ -314,13 +314,12 @@ pub fn node_term_matches(
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    let name = node_name.to_string();
     exprs
         .iter()
-        .all(|r| req_ok(r, labels.and_then(|l| l.get(&r.key))))
+        .all(|r| req_ok(r, labels.and_then(|l| l.get(&r.key)).map(String::as_str)))
         && fields
             .iter()
-            .all(|r| r.key == "metadata.name" && req_ok(r, Some(&name)))
+            .all(|r| r.key == "metadata.name" && req_ok(r, Some(node_name)))
 }
 
 /// Whether a pod's nodeSelector and required node affinity admit the node.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use skiff_machine::{
     BootstrapToken, Cidr, Cluster, ControlPlaneSecrets, DevicePath, DnsName, EndpointUrl,
     Generation, Hostname, KernelArg, Machine, MachineConfig, Mirror, Network, PublicKey,
-    RegistryHost, Role, SchemaVersion, SigningKey, WorkerSecrets,
+    RegistryHost, Role, SchemaVersion, ServingCertificate, SigningKey, WorkerSecrets,
 };
 use skiff_pki::{CertificateAuthority, Kubeconfig, PkiError};
 
@@ -268,6 +268,7 @@ impl ClusterSecrets {
                         "service account key",
                     )?,
                     machine_ca_key: parse_value(self.machine_ca.key_pem(), "machine ca key")?,
+                    bootstrap_token: self.bootstrap_token.clone(),
                 }),
                 None,
             ),
@@ -275,6 +276,7 @@ impl ClusterSecrets {
                 None,
                 Some(WorkerSecrets {
                     bootstrap_token: self.bootstrap_token.clone(),
+                    machine_api: Some(self.machine_api_certificate(&node.hostname)?),
                 }),
             ),
         };
@@ -306,6 +308,21 @@ impl ClusterSecrets {
             .validate()
             .map_err(|v| GenError::Config(skiff_machine::ConfigError::Invalid(v)))?;
         Ok(config)
+    }
+
+    /// The machine-API serving certificate of a worker (control planes issue their own).
+    fn machine_api_certificate(&self, hostname: &Hostname) -> Result<ServingCertificate, GenError> {
+        let names = [
+            skiff_machine::MACHINE_API_SERVER_NAME.to_owned(),
+            hostname.to_string(),
+        ];
+        let issued = self
+            .machine_ca
+            .issue_server(hostname.as_str(), &names, &[])?;
+        Ok(ServingCertificate {
+            cert: parse_value(&issued.cert_pem, "machine api certificate")?,
+            key: parse_value(&issued.key_pem, "machine api key")?,
+        })
     }
 
     /// Signs a config: the file a node accepts.
@@ -418,10 +435,31 @@ mod tests {
             .signed_config(&NodeSpec::new(Role::Worker, "w-1".parse().unwrap()))
             .unwrap();
         let v = skiff_machine::verify(&w, &[s.public_key()]).unwrap();
+        let worker = v.config.cluster.worker.unwrap();
         assert_eq!(
-            v.config.cluster.worker.unwrap().bootstrap_token.as_str(),
+            worker.bootstrap_token.as_str(),
             s.bootstrap_token().as_str()
         );
+        // The worker's machine-API certificate names the machine API and the node, and its
+        // key is its own.
+        let api = worker.machine_api.unwrap();
+        let der = skiff_pki::CertifiedKey {
+            cert_pem: api.cert.as_str().to_owned(),
+            key_pem: api.key.as_str().to_owned(),
+        }
+        .cert_der()
+        .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let sans = cert.subject_alternative_name().unwrap().unwrap().value;
+        let names: Vec<String> = sans
+            .general_names
+            .iter()
+            .map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => (*d).to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["skiff-machine-api", "w-1"]);
         assert!(v.config.cluster.control_plane.is_none());
     }
 

@@ -189,7 +189,15 @@ pub struct BuildOptions {
     pub source_date_epoch: u32,
     /// zstd level for the initramfs.
     pub zstd_level: i32,
+    /// PEM bundle of trusted TLS roots placed at [`CA_BUNDLE_PATH`] (the agent pulls images
+    /// over HTTPS); [`HOST_CA_BUNDLE`] is Debian's `ca-certificates` on the build host.
+    pub ca_bundle: Option<PathBuf>,
 }
+
+/// Where the node's TLS roots live (the path rustls' native-certs loader reads on Debian).
+pub const CA_BUNDLE_PATH: &str = "etc/ssl/certs/ca-certificates.crt";
+/// The build host's bundle, from Debian's `ca-certificates` package.
+pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// What a build produced.
 #[derive(Debug, Clone)]
@@ -290,8 +298,14 @@ pub fn build(
     step("reading the skiff binary");
     let binary = fs::read(&opts.binary).map_err(io(&opts.binary))?;
     step("resolving kernel modules");
-    let (archive, modules) =
+    let (mut archive, modules) =
         base_archive(&binary, &opts.kernel, &opts.modules, opts.source_date_epoch)?;
+    if let Some(bundle) = &opts.ca_bundle {
+        step("adding the TLS root certificates");
+        let pem = fs::read(bundle).map_err(io(bundle))?;
+        archive.add_dir("etc/ssl/certs", Meta::root(0o755))?;
+        archive.add_file(CA_BUNDLE_PATH, pem, Meta::root(0o644))?;
+    }
     step("writing the cpio archive");
     let raw = archive.to_bytes();
     step("compressing the initramfs (zstd)");
@@ -405,6 +419,7 @@ mod tests {
             modules: vec!["a".into()],
             source_date_epoch: 1_700_000_000,
             zstd_level: 3,
+            ca_bundle: None,
         }
     }
 
@@ -455,6 +470,29 @@ mod tests {
             find("dev/console").node,
             crate::cpio::Node::CharDevice { major: 5, minor: 1 }
         );
+    }
+
+    #[test]
+    fn a_ca_bundle_is_packed_where_tls_clients_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("roots.pem");
+        fs::write(&bundle, b"-----BEGIN CERTIFICATE-----\nroot\n").unwrap();
+        let mut opts = options(dir.path(), "out");
+        opts.ca_bundle = Some(bundle);
+        let report = build(&opts, None, &mut |_| {}).unwrap();
+        let raw = zstd::decode_all(&fs::read(&report.initramfs).unwrap()[..]).unwrap();
+        let entries = crate::cpio::read(&raw).unwrap();
+        let entry = entries.iter().find(|e| e.path == CA_BUNDLE_PATH).unwrap();
+        assert_eq!(
+            entry.node,
+            crate::cpio::Node::File(b"-----BEGIN CERTIFICATE-----\nroot\n".to_vec())
+        );
+        assert!(entries.iter().any(|e| e.path == "etc/ssl/certs"));
+        // Without a bundle there is none.
+        let plain = build(&options(dir.path(), "plain"), None, &mut |_| {}).unwrap();
+        let raw = zstd::decode_all(&fs::read(&plain.initramfs).unwrap()[..]).unwrap();
+        let entries = crate::cpio::read(&raw).unwrap();
+        assert!(entries.iter().all(|e| e.path != CA_BUNDLE_PATH));
     }
 
     #[test]

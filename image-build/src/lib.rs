@@ -9,8 +9,9 @@ pub mod manifest;
 pub mod modules;
 
 pub use artifact::{
-    BuildError, BuildOptions, BuildReport, KERNEL_METAPACKAGE, KernelTree, NODE_MODULES, build,
-    build_static_binary, fetch_kernel, key_layer, trusted_initramfs,
+    BuildError, BuildOptions, BuildReport, CA_BUNDLE_PATH, HOST_CA_BUNDLE, KERNEL_METAPACKAGE,
+    KernelTree, NODE_MODULES, build, build_static_binary, fetch_kernel, key_layer,
+    trusted_initramfs,
 };
 pub use cpio::{Archive, CpioError, Meta, Node};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};

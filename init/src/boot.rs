@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, UNIX_EPOCH};
 
-use skiff_machine::{ConfigError, MachineConfig, PublicKey, Role, VerifiedConfig};
+use skiff_machine::{BootstrapToken, ConfigError, MachineConfig, PublicKey, Role, VerifiedConfig};
 
 use crate::cmdline::Cmdline;
 use crate::services::Service;
@@ -514,10 +514,24 @@ pub fn role_services(sys: &dyn Sys, config: &MachineConfig, exe: &str) -> Vec<Se
             let key = format!("{run}/ca.key");
             let _ = sys.write(&cert, cluster.ca.as_str().as_bytes());
             let _ = sys.write(&key, secrets.ca_key.as_str().as_bytes());
+            // Every control plane signs service-account tokens with the cluster's key, so
+            // tokens stay valid across control planes and reinstalls.
+            let sa_key = format!("{run}/sa.key");
+            let _ = sys.write(&sa_key, secrets.service_account_key.as_str().as_bytes());
+            let data = format!("{}/server", paths::STATE);
+            let tokens = format!("{data}/tokens.csv");
+            let written = sys
+                .mkdir_all(&data)
+                .and_then(|()| sys.write(&tokens, tokens_csv(&secrets.bootstrap_token).as_bytes()));
+            if let Err(e) = written {
+                sys.console(&format!(
+                    "skiff: cannot write {tokens}: {e}; workers will not be able to join"
+                ));
+            }
             let args = vec![
                 "server".to_owned(),
                 "--data-dir".to_owned(),
-                format!("{}/server", paths::STATE),
+                data,
                 "--listen".to_owned(),
                 format!("0.0.0.0:{}", cluster.endpoint.port()),
                 "--ca-cert".to_owned(),
@@ -526,6 +540,8 @@ pub fn role_services(sys: &dyn Sys, config: &MachineConfig, exe: &str) -> Vec<Se
                 key,
                 "--san".to_owned(),
                 endpoint_host(cluster.endpoint.as_str()),
+                "--service-account-key-file".to_owned(),
+                sa_key,
             ];
             vec![Service::new(
                 "server",
@@ -573,6 +589,17 @@ pub fn role_services(sys: &dyn Sys, config: &MachineConfig, exe: &str) -> Vec<Se
     }
 }
 
+/// The API server's token file (kube-apiserver `--token-auth-file` format) with the cluster's
+/// bootstrap token: user `system:bootstrap:<id>` in the groups a joining worker needs.
+pub fn tokens_csv(token: &BootstrapToken) -> String {
+    let id = token.id();
+    format!(
+        "# written by skiff init from the machine config on every boot\n\
+         {},system:bootstrap:{id},{id},\"system:bootstrappers,system:bootstrappers:worker,system:nodes\"\n",
+        token.as_str()
+    )
+}
+
 /// A token kubeconfig for the worker's agent to register with.
 fn bootstrap_kubeconfig(config: &MachineConfig, token: &str) -> String {
     use base64::Engine as _;
@@ -584,14 +611,49 @@ fn bootstrap_kubeconfig(config: &MachineConfig, token: &str) -> String {
     )
 }
 
-/// Where the role's readiness is checked: the API port for a control plane.
-pub fn ready_probe(config: &MachineConfig) -> Option<SocketAddr> {
+/// The line the node agent prints once its Node object is registered with a Ready condition.
+pub const AGENT_REGISTERED: &str = "registered";
+
+/// How init decides the role is up (the `ready` boot phase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// A TCP connection opens (the control plane's API port).
+    Tcp(SocketAddr),
+    /// A service printed a line containing `needle` (the agent registered its Node).
+    LogLine {
+        service: &'static str,
+        needle: &'static str,
+    },
+}
+
+impl ReadyCheck {
+    /// Whether the role is up now.
+    pub fn passed(&self, sys: &dyn Sys, services: &[Service], timeout: Duration) -> bool {
+        match self {
+            Self::Tcp(addr) => sys.tcp_probe(*addr, timeout),
+            Self::LogLine { service, needle } => {
+                services.iter().filter(|s| s.name == *service).any(|s| {
+                    s.log
+                        .lock()
+                        .is_ok_and(|log| log.lines().any(|l| l.contains(needle)))
+                })
+            }
+        }
+    }
+}
+
+/// Where the role's readiness is checked: the API port for a control plane, the agent's
+/// registration for a worker.
+pub fn ready_probe(config: &MachineConfig) -> Option<ReadyCheck> {
     match config.role {
-        Role::ControlPlane => Some(SocketAddr::from((
+        Role::ControlPlane => Some(ReadyCheck::Tcp(SocketAddr::from((
             Ipv4Addr::LOCALHOST,
             config.cluster.endpoint.port(),
-        ))),
-        Role::Worker => None,
+        )))),
+        Role::Worker => Some(ReadyCheck::LogLine {
+            service: "agent",
+            needle: AGENT_REGISTERED,
+        }),
     }
 }
 
@@ -662,6 +724,7 @@ impl<'a> Boot<'a> {
         let verified = verify(sys, &found, &self.keys)?;
         self.timeline.mark(sys, "config");
         self.persistent = mount_state(sys, &verified.config);
+        let (verified, found) = crate::machine_api::prefer_stored(sys, &self.keys, verified, found);
         seed_entropy(sys);
         if let Err(e) = check_and_record_generation(sys, &verified, &found.bytes) {
             sys.console(&format!(

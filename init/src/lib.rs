@@ -16,10 +16,12 @@ mod boot;
 mod cmdline;
 mod dhcp;
 mod linux;
+mod machine_api;
 mod netlink;
 #[cfg(test)]
 mod record;
 mod services;
+mod switch_root;
 mod sys;
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,7 @@ use std::time::Duration;
 pub use boot::{Boot, Timeline, paths};
 pub use cmdline::Cmdline;
 pub use linux::Linux;
+pub use machine_api::{MachineApi, prefer_stored};
 pub use services::{LogBuffer, Service, Supervisor};
 pub use sys::{Command, ExitKind, Lease, Link, PowerAction, Spawned, Sys};
 
@@ -72,6 +75,8 @@ impl PowerRequests {
 
 /// Runs as PID 1 on the real kernel. Never returns.
 pub fn run() -> ! {
+    // Containers need a root that pivot_root can leave: move off the initramfs first.
+    switch_root::leave_rootfs();
     let sys = Linux::new();
     let requests = PowerRequests::default();
     if let Err(e) = requests.register() {
@@ -81,7 +86,8 @@ pub fn run() -> ! {
         .ok()
         .and_then(|p| p.to_str().map(str::to_owned))
         .unwrap_or_else(|| "/init".to_owned());
-    let action = main_loop(&sys, &exe, &requests, None);
+    let machine_api = MachineApi::new(requests.clone());
+    let action = main_loop_with(&sys, &exe, &requests, None, Some(&machine_api));
     sys.console("skiff: the kernel refused to power off or reboot; halting here");
     let _ = action;
     loop {
@@ -97,6 +103,17 @@ pub fn main_loop(
     exe: &str,
     requests: &PowerRequests,
     max_ticks: Option<u64>,
+) -> Option<PowerAction> {
+    main_loop_with(sys, exe, requests, max_ticks, None)
+}
+
+/// [`main_loop`] that also serves the machine API (started once a config is verified).
+pub fn main_loop_with(
+    sys: &dyn Sys,
+    exe: &str,
+    requests: &PowerRequests,
+    max_ticks: Option<u64>,
+    machine_api: Option<&MachineApi>,
 ) -> Option<PowerAction> {
     let mut boot = Boot::start(sys, exe);
     let mut supervisor: Option<Supervisor> = None;
@@ -120,9 +137,16 @@ pub fn main_loop(
                     sup.exited(sys, pid, exit);
                 }
                 sup.start_due(sys);
-                if !ready && probe.is_some_and(|addr| sys.tcp_probe(addr, TICK)) {
+                if !ready
+                    && probe.as_ref().is_some_and(|check: &boot::ReadyCheck| {
+                        check.passed(sys, &sup.services, TICK)
+                    })
+                {
                     ready = true;
                     boot.timeline.mark(sys, "ready");
+                }
+                if let Some(api) = machine_api {
+                    api.publish(&boot.timeline, sup);
                 }
             }
             None if sys.since_boot() >= next_config_try => {
@@ -131,6 +155,9 @@ pub fn main_loop(
                     let mut sup = Supervisor::new(services);
                     sup.start_due(sys);
                     boot.timeline.mark(sys, "services");
+                    if let Some(api) = machine_api {
+                        api.config_applied(sys, &verified, &boot.keys, boot.persistent);
+                    }
                     supervisor = Some(sup);
                 } else {
                     next_config_try = sys.since_boot() + CONFIG_RETRY;

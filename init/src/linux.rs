@@ -369,4 +369,16 @@ impl Sys for Linux {
     fn sleep(&self, duration: Duration) {
         std::thread::sleep(duration);
     }
+
+    fn remove_all(&self, path: &str) -> io::Result<()> {
+        let result = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+            Ok(_) => std::fs::remove_file(path),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
 }

@@ -276,4 +276,11 @@ impl Sys for Recorder {
     fn sleep(&self, duration: Duration) {
         self.advance(duration);
     }
+    fn remove_all(&self, path: &str) -> io::Result<()> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.with(|s| {
+            s.files.retain(|k, _| k != path && !k.starts_with(&prefix));
+        });
+        Ok(())
+    }
 }

@@ -120,4 +120,6 @@ pub trait Sys {
     /// One line on the console.
     fn console(&self, line: &str);
     fn sleep(&self, duration: Duration);
+    /// Removes a file or a directory tree; a missing path is not an error.
+    fn remove_all(&self, path: &str) -> io::Result<()>;
 }

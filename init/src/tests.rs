@@ -142,7 +142,28 @@ fn a_signed_control_plane_config_starts_the_api_server() {
         String::from_utf8(sys.read_back("/run/skiff/ca.crt").unwrap()).unwrap(),
         secrets.kubernetes_ca.cert_pem()
     );
+    assert!(
+        args.contains("--service-account-key-file /run/skiff/sa.key"),
+        "{args}"
+    );
+    assert_eq!(
+        String::from_utf8(sys.read_back("/run/skiff/sa.key").unwrap()).unwrap(),
+        secrets.service_account_key_pem()
+    );
     assert_eq!(sys.read_back(paths::GENERATION).unwrap(), b"1");
+    // The server accepts the cluster's bootstrap token from joining workers.
+    let token = secrets.bootstrap_token();
+    let tokens =
+        String::from_utf8(sys.read_back("/var/lib/skiff/server/tokens.csv").unwrap()).unwrap();
+    assert!(
+        tokens.contains(&format!(
+            "{},system:bootstrap:{},{},\"system:bootstrappers,system:bootstrappers:worker,system:nodes\"",
+            token.as_str(),
+            token.id(),
+            token.id()
+        )),
+        "{tokens}"
+    );
 
     let console = sys.console_text();
     for phase in ["kernel", "init", "config", "network", "services", "ready"] {
@@ -260,6 +281,50 @@ fn a_worker_gets_the_agent_with_a_bootstrap_kubeconfig() {
         String::from_utf8(sys.read_back("/run/skiff/bootstrap-kubeconfig").unwrap()).unwrap();
     assert!(kubeconfig.contains(&format!("token: {}", secrets.bootstrap_token().as_str())));
     assert!(kubeconfig.contains("server: https://10.5.0.10:6443"));
+    // A worker is ready when its agent says it registered the Node, not before.
+    assert!(!sys.console_text().contains("boot phase ready"));
+}
+
+#[test]
+fn a_worker_is_ready_once_its_agent_registered() {
+    use crate::boot::{ReadyCheck, ready_probe};
+    let secrets = cluster();
+    let spec = NodeSpec::new(Role::Worker, "w-1".parse().unwrap());
+    let config = secrets.machine_config(&spec).unwrap();
+    let check = ready_probe(&config).unwrap();
+    assert!(matches!(
+        check,
+        ReadyCheck::LogLine {
+            service: "agent",
+            ..
+        }
+    ));
+    let sys = node(&secrets);
+    let agent = crate::Service::new(
+        "agent",
+        spawns(&sys).pop().unwrap_or(crate::Command {
+            program: "/init".into(),
+            args: vec![],
+            env: vec![],
+        }),
+    );
+    let services = vec![agent];
+    services[0]
+        .log
+        .lock()
+        .unwrap()
+        .push("INFO skiff_agent: pulling nothing yet".into());
+    assert!(!check.passed(&sys, &services, Duration::ZERO));
+    services[0]
+        .log
+        .lock()
+        .unwrap()
+        .push("INFO skiff_agent: registered node=w-1 ip=10.5.0.11".into());
+    assert!(check.passed(&sys, &services, Duration::ZERO));
+    // Another service printing the word does not count.
+    let other = vec![crate::Service::new("server", services[0].command.clone())];
+    other[0].log.lock().unwrap().push("registered".into());
+    assert!(!check.passed(&sys, &other, Duration::ZERO));
 }
 
 #[test]

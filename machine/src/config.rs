@@ -181,6 +181,10 @@ pub struct ControlPlaneSecrets {
     pub service_account_key: PrivateKeyPem,
     /// Private key of the machine API CA (`cluster.machineCa`).
     pub machine_ca_key: PrivateKeyPem,
+    /// The bootstrap token workers join with: the API server accepts it as a bearer token
+    /// (user `system:bootstrap:<id>`, groups `system:bootstrappers`,
+    /// `system:bootstrappers:worker`, `system:nodes`).
+    pub bootstrap_token: BootstrapToken,
 }
 
 /// Credentials a worker uses to join.
@@ -190,4 +194,24 @@ pub struct WorkerSecrets {
     /// Bootstrap token (`abcdef.0123456789abcdef`) the node agent uses to register and obtain
     /// its own client certificate.
     pub bootstrap_token: BootstrapToken,
+    /// The certificate the worker's machine API serves, issued by `cluster.machineCa` for the
+    /// name [`MACHINE_API_SERVER_NAME`]. Omitted: the worker does not serve the machine API
+    /// (a control plane issues its own from `machineCaKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_api: Option<ServingCertificate>,
 }
+
+/// A serving certificate with its private key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServingCertificate {
+    /// The certificate (PEM).
+    pub cert: CertificatePem,
+    /// Its private key (PEM).
+    pub key: PrivateKeyPem,
+}
+
+/// The DNS name every node's machine-API certificate carries and `skiff ctl` verifies: nodes
+/// are reached by address, often learned by DHCP, so the certificate names the cluster's
+/// machine API rather than one node.
+pub const MACHINE_API_SERVER_NAME: &str = "skiff-machine-api";

@@ -15,8 +15,8 @@ mod validate;
 mod verify;
 
 pub use config::{
-    Cluster, ControlPlaneSecrets, Interface, Machine, MachineConfig, Mirror, Network, Role, Route,
-    SchemaVersion, WorkerSecrets,
+    Cluster, ControlPlaneSecrets, Interface, MACHINE_API_SERVER_NAME, Machine, MachineConfig,
+    Mirror, Network, Role, Route, SchemaVersion, ServingCertificate, WorkerSecrets,
 };
 pub use signing::{
     KeyError, KeyId, PublicKey, SIGNATURE_PREFIX, SignatureError, SigningKey, sign, sign_detached,

@@ -283,6 +283,7 @@ mod tests {
         let mut config = control_plane();
         config.cluster.worker = Some(WorkerSecrets {
             bootstrap_token: "abcdef.0123456789abcdef".parse().unwrap(),
+            machine_api: None,
         });
         assert_single(&config, "cluster.worker", "worker configs only");
     }

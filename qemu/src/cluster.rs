@@ -35,6 +35,8 @@ pub struct ClusterBuilder {
     pub control_planes: u32,
     pub workers: u32,
     pub memory_mib: u32,
+    /// Memory of each worker, MiB (default: `memory_mib`).
+    pub worker_memory_mib: Option<u32>,
     pub cpus: u32,
     pub api_port: Option<u16>,
     pub accel: Option<Accel>,
@@ -43,8 +45,11 @@ pub struct ClusterBuilder {
     pub state_disks: bool,
     /// Sign the configs with another cluster's key (to test refusal).
     pub foreign_signer: bool,
-    /// Registry mirror for docker.io the workers use (`http://10.0.2.2:5000`).
-    pub registry_mirror: Option<String>,
+    /// Registry mirrors the nodes use: (registry host, mirror URL), e.g. (`docker.io`,
+    /// `http://10.0.2.2:5000`); 10.0.2.2 is the host's loopback seen from QEMU user networking.
+    pub registry_mirrors: Vec<(String, String)>,
+    /// Print progress lines on stderr.
+    pub progress: bool,
 }
 
 impl ClusterBuilder {
@@ -56,13 +61,15 @@ impl ClusterBuilder {
             control_planes: 1,
             workers: 0,
             memory_mib: 512,
+            worker_memory_mib: None,
             cpus: 1,
             api_port: None,
             accel: None,
             ready_timeout: Duration::from_secs(240),
             state_disks: true,
             foreign_signer: false,
-            registry_mirror: None,
+            registry_mirrors: Vec::new(),
+            progress: false,
         }
     }
     pub fn workers(mut self, n: u32) -> Self {
@@ -75,6 +82,10 @@ impl ClusterBuilder {
     }
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
+        self
+    }
+    pub fn worker_memory_mib(mut self, mib: Option<u32>) -> Self {
+        self.worker_memory_mib = mib;
         self
     }
     pub fn api_port(mut self, port: Option<u16>) -> Self {
@@ -97,6 +108,22 @@ impl ClusterBuilder {
         self.ready_timeout = limit;
         self
     }
+    /// Adds a registry mirror: `registry` (e.g. `docker.io`) pulled through `url`.
+    pub fn registry_mirror(mut self, registry: &str, url: &str) -> Self {
+        self.registry_mirrors
+            .push((registry.to_owned(), url.to_owned()));
+        self
+    }
+    pub fn progress(mut self, yes: bool) -> Self {
+        self.progress = yes;
+        self
+    }
+
+    fn say(&self, line: &str) {
+        if self.progress {
+            eprintln!("skiff: {line}");
+        }
+    }
 }
 
 /// One VM as recorded in `STATE/cluster.json`.
@@ -109,6 +136,9 @@ pub struct NodeRecord {
     pub address: String,
     pub console: PathBuf,
     pub attempts: u32,
+    /// Where the node's machine API (guest port 50000) is forwarded on the host.
+    #[serde(default)]
+    pub machine_api: String,
     /// How the VM was started, to start it again.
     pub vm: VmSpec,
 }
@@ -121,6 +151,9 @@ pub struct ClusterRecord {
     pub accel: String,
     pub api_port: u16,
     pub kubeconfig: PathBuf,
+    /// The machine-API client config (`skiff ctl --config`), endpoints on 127.0.0.1.
+    #[serde(default)]
+    pub skiffconfig: PathBuf,
     pub nodes: Vec<NodeRecord>,
 }
 
@@ -134,6 +167,9 @@ pub struct Cluster {
     /// Wall time of `create`.
     pub create_time: Duration,
 }
+
+/// The guest port the machine API listens on.
+const MACHINE_API_PORT: u16 = 50000;
 
 fn free_tcp_port() -> Result<u16, QemuError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(QemuError::io(Path::new("127.0.0.1:0")))?;
@@ -232,6 +268,7 @@ impl ClusterBuilder {
             accel: accel.as_str().into(),
             api_port,
             kubeconfig: self.state.join("kubeconfig"),
+            skiffconfig: self.state.join("skiffconfig"),
             nodes: Vec::new(),
         };
         let mut vms = Vec::new();
@@ -280,14 +317,14 @@ impl ClusterBuilder {
                     routes: vec![],
                 },
             ];
-            if let Some(mirror) = &self.registry_mirror {
-                node.registry_mirrors.insert(
-                    "docker.io".parse().map_err(QemuError::value("registry"))?,
-                    vec![Mirror {
+            for (registry, mirror) in &self.registry_mirrors {
+                node.registry_mirrors
+                    .entry(registry.parse().map_err(QemuError::value("registry"))?)
+                    .or_default()
+                    .push(Mirror {
                         url: mirror.parse().map_err(QemuError::value("mirror url"))?,
                         insecure: mirror.starts_with("http://"),
-                    }],
-                );
+                    });
             }
             let mut spec = VmSpec::new(&name, &dir, &kernel, &initramfs);
             if self.state_disks {
@@ -298,14 +335,17 @@ impl ClusterBuilder {
             }
             let config = dir.join("config.yaml");
             skiff_pki::write_private(&config, &signer.signed_config(&node)?)?;
-            spec.memory_mib = self.memory_mib;
+            spec.memory_mib = match role {
+                Role::Worker => self.worker_memory_mib.unwrap_or(self.memory_mib),
+                Role::ControlPlane => self.memory_mib,
+            };
             spec.cpus = self.cpus;
             spec.accel = accel;
-            let forwards = if index == 0 {
-                vec![(api_port, 6443)]
-            } else {
-                vec![]
-            };
+            let machine_port = free_tcp_port()?;
+            let mut forwards = vec![(machine_port, MACHINE_API_PORT)];
+            if index == 0 {
+                forwards.push((api_port, 6443));
+            }
             spec.nics.push((Nic::User { forwards }, user_mac));
             spec.nics.push((
                 Nic::Mcast {
@@ -315,6 +355,16 @@ impl ClusterBuilder {
                 segment_mac,
             ));
             spec.fw_cfg.push(("opt/skiff/config".into(), config));
+            self.say(&format!(
+                "booting {name} ({}, {address}, {} MiB, {}); console: {}",
+                match role {
+                    Role::ControlPlane => "control plane",
+                    Role::Worker => "worker",
+                },
+                spec.memory_mib,
+                accel.as_str(),
+                spec.console_log().display()
+            ));
             let vm = Vm::start(spec)?;
             record.nodes.push(NodeRecord {
                 name: name.clone(),
@@ -326,6 +376,7 @@ impl ClusterBuilder {
                 address,
                 console: vm.spec.console_log(),
                 attempts: vm.attempts,
+                machine_api: format!("127.0.0.1:{machine_port}"),
                 vm: vm.spec.clone(),
             });
             write_record(&self.state, &record)?;
@@ -333,6 +384,10 @@ impl ClusterBuilder {
         }
         let kubeconfig = secrets.admin_kubeconfig(&format!("https://127.0.0.1:{api_port}"))?;
         kubeconfig.write(&record.kubeconfig)?;
+        let endpoints: Vec<String> = record.nodes.iter().map(|n| n.machine_api.clone()).collect();
+        let skiffconfig = serde_yaml::to_string(&secrets.skiffconfig(&endpoints)?)
+            .map_err(|e| QemuError::io(&record.skiffconfig)(std::io::Error::other(e)))?;
+        skiff_pki::write_private(&record.skiffconfig, skiffconfig.as_bytes())?;
         let cluster = Cluster {
             record,
             state: self.state.clone(),
@@ -341,6 +396,10 @@ impl ClusterBuilder {
             create_time: Duration::ZERO,
         };
         if !self.foreign_signer {
+            self.say(&format!(
+                "waiting for the API and for every node to be Ready (up to {}s)",
+                self.ready_timeout.as_secs()
+            ));
             cluster.wait_ready(self.ready_timeout)?;
         }
         Ok(Cluster {
@@ -351,16 +410,19 @@ impl ClusterBuilder {
 }
 
 impl Cluster {
-    /// Waits for `boot phase ready` on control planes and `boot phase services` on workers.
+    /// Waits for `boot phase ready` on every node: a control plane's API answers, a worker's
+    /// agent registered its Node with the API server.
     pub fn wait_ready(&self, limit: Duration) -> Result<(), QemuError> {
-        let deadline = Instant::now() + limit;
+        let started = Instant::now();
+        let deadline = started + limit;
         for (vm, node) in self.vms.iter().zip(&self.record.nodes) {
             let phase = ready_marker(&node.role);
             let left = deadline.saturating_duration_since(Instant::now());
             if !vm.wait_for(phase, left) {
+                // Early when the kernel panicked or the VM died.
                 return Err(QemuError::NotReady {
                     name: node.name.clone(),
-                    waited: limit,
+                    waited: started.elapsed(),
                     log: node.console.clone(),
                     tail: tail(&vm.console(), 15),
                 });
@@ -385,13 +447,10 @@ impl Cluster {
     }
 }
 
-/// The console line that says a node of `role` is up.
-fn ready_marker(role: &str) -> &'static str {
-    if role == "controlplane" {
-        "boot phase ready"
-    } else {
-        "boot phase services"
-    }
+/// The console line that says a node of `role` is up (a control plane's API answers; a
+/// worker's agent registered its Node).
+fn ready_marker(_role: &str) -> &'static str {
+    "boot phase ready"
 }
 
 /// Power-cycles one VM (kill, start again with the same disks and config) and waits until it

@@ -33,7 +33,7 @@ pub struct Registry {
     child: Option<Child>,
     storage: PathBuf,
     _dir: tempfile::TempDir,
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT` (`127.0.0.1:PORT` unless started with [`Registry::start_on`]).
     pub host: String,
     /// `user:password` when the registry requires auth.
     creds: Option<String>,
@@ -42,24 +42,30 @@ pub struct Registry {
 impl Registry {
     /// Start a registry with empty storage and wait until it answers `/v2/`.
     pub fn start() -> Self {
-        Self::start_inner(None)
+        Self::start_inner(None, "127.0.0.1")
+    }
+
+    /// Start a registry listening on `ip` (e.g. a bridge address that agents in their own
+    /// network namespaces can reach), optionally with basic auth (`user`, `password`).
+    pub fn start_on(ip: &str, auth: Option<(&str, &str)>) -> Self {
+        Self::start_inner(auth, ip)
     }
 
     /// Start a registry that requires HTTP basic auth with `user`/`password` (htpasswd file
     /// made with `htpasswd -B`, Debian's `apache2-utils`).
     pub fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::start_inner(Some((user, password)))
+        Self::start_inner(Some((user, password)), "127.0.0.1")
     }
 
-    fn start_inner(auth: Option<(&str, &str)>) -> Self {
+    fn start_inner(auth: Option<(&str, &str)>, ip: &str) -> Self {
         let dir = tempfile::tempdir().expect("registry dir");
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).expect("storage dir");
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind((ip, 0))
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let host = format!("127.0.0.1:{port}");
+        let host = format!("{ip}:{port}");
         let config = dir.path().join("config.yml");
         let mut yaml = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\

@@ -5,6 +5,7 @@
 //! stock ones: [`Server::kubectl`] runs `/usr/bin/kubectl` with the server's admin kubeconfig.
 
 pub mod images;
+pub mod nodes;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

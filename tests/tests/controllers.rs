@@ -337,6 +337,71 @@ fn deployment_scales_rolls_out_and_rolls_back() {
 }
 
 #[test]
+fn scaling_during_a_stuck_rollout_is_proportional() {
+    let c = Cluster::start(&[], 3);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: prop}
+spec:
+  replicas: 10
+  selector: {matchLabels: {app: prop}}
+  strategy:
+    rollingUpdate: {maxSurge: 3, maxUnavailable: 0}
+  template:
+    metadata: {labels: {app: prop}}
+    spec:
+      containers: [{name: web, image: "nginx:1.25"}]
+"#,
+    );
+    c.ok(&["rollout", "status", "deployment/prop", "--timeout=60s"]);
+    // The new template fits no node: its 3 surge pods stay Pending and the rollout stalls
+    // with two active ReplicaSets (10 old, 3 new).
+    c.ok(&[
+        "patch",
+        "deployment",
+        "prop",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"nodeSelector":{"no-such":"node"}}}}}"#,
+    ]);
+    let sizes = |c: &Cluster| -> Vec<i64> {
+        let mut rs: Vec<(i64, i64)> = c
+            .items(&["get", "rs", "-l", "app=prop"])
+            .iter()
+            .map(|r| {
+                (
+                    r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    r["spec"]["replicas"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect();
+        rs.sort();
+        rs.into_iter().map(|(_, n)| n).collect()
+    };
+    eventually(T, "rollout stalled at 10 old + 3 new", || {
+        (sizes(&c) == [10, 3]).then_some(())
+    });
+    // 20 replicas with a surge of 3 allow 23: the 10 extra are shared by size, 8 old and 2
+    // new, instead of all going to the new ReplicaSet.
+    c.ok(&["scale", "deployment/prop", "--replicas=20"]);
+    eventually(T, "proportional scale-up", || {
+        (sizes(&c) == [18, 5]).then_some(())
+    });
+    // Scaling down shrinks both, the bigger one more: 5 replicas allow 8, shared 6 old / 2 new;
+    // then the rollout goes on by one step (6 old available, 5 needed): 5 old, 3 new. Without
+    // proportional scaling it would end at 5 / 5.
+    c.ok(&["scale", "deployment/prop", "--replicas=5"]);
+    eventually(T, "proportional scale-down", || {
+        (sizes(&c) == [5, 3]).then_some(())
+    });
+}
+
+#[test]
 fn recreate_strategy_replaces_all_pods() {
     let c = Cluster::start(&[], 2);
     c.ok(&[
@@ -361,6 +426,75 @@ fn recreate_strategy_replaces_all_pods() {
         pods.iter()
             .all(|p| p["spec"]["containers"][0]["image"] == "postgres:17")
     );
+}
+
+#[test]
+fn preferred_node_and_pod_affinity_steer_placement() {
+    let mut c = Cluster::start(&[], 3);
+    c.sim(&["--nodes", "1", "--prefix", "ssd-", "--label", "disk=ssd"]);
+    eventually(T, "ssd node Ready", || {
+        let out = c.ok(&["get", "nodes", "-l", "disk=ssd", "--no-headers"]);
+        out.contains(" Ready ").then_some(())
+    });
+    // Soft node affinity: without it the default spreading would put these on 3 nodes.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: fast}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: fast}}
+  template:
+    metadata: {labels: {app: fast}}
+    spec:
+      affinity:
+        nodeAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            preference: {matchExpressions: [{key: disk, operator: In, values: [ssd]}]}
+      containers: [{name: c, image: nginx}]
+"#,
+    );
+    let pods = c.wait_running("app=fast", 3, T);
+    for p in &pods {
+        assert_eq!(p["spec"]["nodeName"], "ssd-0", "preferred the ssd node");
+    }
+    // Soft pod affinity: web pods prefer the node where the cache runs.
+    c.ok(&["run", "cache", "--image=redis", "--labels=app=cache"]);
+    let cache = c.wait_running("app=cache", 1, T);
+    let cache_node = cache[0]["spec"]["nodeName"].as_str().unwrap().to_string();
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      affinity:
+        podAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            podAffinityTerm:
+              labelSelector: {matchLabels: {app: cache}}
+              topologyKey: kubernetes.io/hostname
+      containers: [{name: c, image: nginx}]
+"#,
+    );
+    let pods = c.wait_running("app=web", 3, T);
+    for p in &pods {
+        assert_eq!(
+            p["spec"]["nodeName"],
+            cache_node.as_str(),
+            "next to the cache"
+        );
+    }
 }
 
 #[test]
@@ -550,6 +684,81 @@ fn namespace_deletion_removes_everything_and_default_service_account_exists() {
         c.items(&["get", "pods", "-A"])
             .iter()
             .all(|p| p["metadata"]["namespace"] != "shop")
+    );
+}
+
+#[test]
+fn garbage_collection_follows_owner_references_of_any_kind() {
+    let c = Cluster::start(&[], 1);
+    let uid = |kind: &str, name: &str| -> String {
+        c.ok(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"])
+    };
+    let owned = |kind: &str, name: &str, owner_kind: &str, owner_api: &str, owner: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"{kind}","metadata":{{"name":"{name}","ownerReferences":[{{"apiVersion":"{owner_api}","kind":"{owner_kind}","name":"{owner}","uid":"{}"}}]}},"data":{{}}}}"#,
+            uid(&owner_kind.to_lowercase(), owner)
+        )
+    };
+    // Neither owner nor dependent has an informer: a ConfigMap owning a ConfigMap and a Secret.
+    c.ok(&["create", "configmap", "parent", "--from-literal=a=b"]);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &owned("ConfigMap", "child", "ConfigMap", "v1", "parent"),
+    );
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &owned("Secret", "child-secret", "ConfigMap", "v1", "parent"),
+    );
+    // An uncached dependent of a cached owner: a ConfigMap owned by a Deployment.
+    c.ok(&["create", "deployment", "app", "--image=nginx"]);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &owned("ConfigMap", "app-config", "Deployment", "apps/v1", "app"),
+    );
+    // Still there while their owners are.
+    std::thread::sleep(Duration::from_secs(7));
+    for (kind, name) in [
+        ("configmap", "child"),
+        ("secret", "child-secret"),
+        ("configmap", "app-config"),
+    ] {
+        assert!(
+            c.kubectl(&["get", kind, name]).status.success(),
+            "{kind}/{name} kept while its owner exists"
+        );
+    }
+    c.ok(&["delete", "configmap", "parent"]);
+    c.ok(&["delete", "deployment", "app"]);
+    eventually(T, "dependents of any kind collected", || {
+        let gone = |kind: &str, name: &str| !c.kubectl(&["get", kind, name]).status.success();
+        (gone("configmap", "child")
+            && gone("secret", "child-secret")
+            && gone("configmap", "app-config"))
+        .then_some(())
+    });
+
+    // Foreground deletion of an uncached owner: kubectl waits until the dependent is gone.
+    c.ok(&["create", "configmap", "fg-parent", "--from-literal=a=b"]);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &owned("ConfigMap", "fg-child", "ConfigMap", "v1", "fg-parent"),
+    );
+    c.ok(&[
+        "delete",
+        "configmap",
+        "fg-parent",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    assert!(
+        !c.kubectl(&["get", "configmap", "fg-child"])
+            .status
+            .success()
+    );
+    assert!(
+        !c.kubectl(&["get", "configmap", "fg-parent"])
+            .status
+            .success()
     );
 }
 
@@ -897,6 +1106,146 @@ spec:
 }
 
 #[test]
+fn indexed_job_runs_one_pod_per_index_and_pod_failure_policy_decides() {
+    let c = Cluster::start(&["--job-backoff=1s"], 2);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: shards}
+spec:
+  completionMode: Indexed
+  completions: 4
+  parallelism: 2
+  template:
+    metadata:
+      annotations: {sim.skiff.dev/run-seconds: "0.3"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: work, image: busybox, command: [sh, -c, "echo $JOB_COMPLETION_INDEX"]}]
+"#,
+    );
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/shards",
+        "--timeout=60s",
+    ]);
+    let job = c.json(&["get", "job", "shards"]);
+    assert_eq!(job["status"]["completedIndexes"], "0-3");
+    assert_eq!(job["status"]["succeeded"], 4);
+    let pods = c.items(&["get", "pods", "-l", "job-name=shards"]);
+    assert_eq!(pods.len(), 4, "one pod per index");
+    let mut indexes: Vec<String> = Vec::new();
+    for p in &pods {
+        let index = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+            .as_str()
+            .expect("index annotation")
+            .to_string();
+        assert_eq!(
+            p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"],
+            index.as_str()
+        );
+        assert_eq!(p["spec"]["hostname"], format!("shards-{index}"));
+        let name = p["metadata"]["name"].as_str().unwrap();
+        assert!(name.starts_with(&format!("shards-{index}-")), "{name}");
+        let env = &p["spec"]["containers"][0]["env"][0];
+        assert_eq!(env["name"], "JOB_COMPLETION_INDEX");
+        assert_eq!(
+            env["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        );
+        indexes.push(index);
+    }
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1", "2", "3"]);
+
+    // Exit code 1 is ignored by the policy: with backoffLimit 0 the Job still completes after
+    // the node fails its first two pods.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: tolerant}
+spec:
+  backoffLimit: 0
+  podFailurePolicy:
+    rules:
+    - action: Ignore
+      onExitCodes: {operator: In, values: [1]}
+  template:
+    metadata:
+      annotations: {sim.skiff.dev/fail-first: "2", sim.skiff.dev/run-seconds: "0.3"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: work, image: busybox, command: [sh, -c, "true"]}]
+"#,
+    );
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/tolerant",
+        "--timeout=60s",
+    ]);
+    let job = c.json(&["get", "job", "tolerant"]);
+    assert!(
+        job["status"]["failed"].is_null(),
+        "ignored failures are not counted: {job}"
+    );
+    assert_eq!(
+        c.items(&["get", "pods", "-l", "job-name=tolerant"]).len(),
+        3
+    );
+
+    // Exit code 42 fails the whole Job at once, backoffLimit notwithstanding.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: fatal}
+spec:
+  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: FailJob
+      onExitCodes: {containerName: main, operator: In, values: [42]}
+  template:
+    metadata:
+      annotations: {sim.skiff.dev/run-seconds: "0.3"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox, command: [sh, -c, "exit 42"]}]
+"#,
+    );
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/fatal",
+        "--timeout=60s",
+    ]);
+    let job = c.json(&["get", "job", "fatal"]);
+    let failed = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .cloned()
+        .unwrap();
+    assert_eq!(failed["reason"], "PodFailurePolicy");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed with exit code 42 matching FailJob rule at index 0"),
+        "{failed}"
+    );
+    assert_eq!(job["status"]["failed"], 1, "one attempt only");
+}
+
+#[test]
 fn cronjob_fires_on_schedule_and_jobs_can_be_created_from_it() {
     let c = Cluster::start(&[], 1);
     c.ok(&[
@@ -910,6 +1259,25 @@ fn cronjob_fires_on_schedule_and_jobs_can_be_created_from_it() {
         "-c",
         "date",
     ]);
+    // The same schedule in a time zone half an hour off UTC: Jobs record their scheduled time
+    // in that zone.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: kolkata}
+spec:
+  schedule: "*/1 * * * *"
+  timeZone: Asia/Kolkata
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: busybox, command: [date]}]
+"#,
+    );
     // Manual run, as kubectl does it (client side): owned by the CronJob, annotated manual.
     c.ok(&["create", "job", "tick-manual", "--from=cronjob/tick"]);
     c.ok(&[
@@ -942,6 +1310,21 @@ fn cronjob_fires_on_schedule_and_jobs_can_be_created_from_it() {
     });
     let out = c.ok(&["get", "cronjob", "tick"]);
     assert!(out.contains("*/1 * * * *"), "{out}");
+    let zoned = eventually(T, "a job of the zoned cronjob", || {
+        c.items(&["get", "jobs"]).into_iter().find(|j| {
+            j["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("kolkata-"))
+        })
+    });
+    let stamp = zoned["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .expect("scheduled timestamp")
+        .to_string();
+    assert!(stamp.ends_with("+05:30"), "{stamp}");
+    assert!(stamp.contains(":00+05:30") && stamp.len() == 25, "{stamp}");
+    let out = c.ok(&["get", "cronjob", "kolkata"]);
+    assert!(out.contains("Asia/Kolkata") || out.contains("*/1"), "{out}");
 }
 
 #[test]

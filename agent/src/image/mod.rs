@@ -1,10 +1,11 @@
 //! Container images: references and mirrors, pull secrets, pull policy, the OCI distribution
-//! client, the content-addressed store under `DATA/images`, safe layer unpacking and GC.
+//! client, the content-addressed store under `DATA/images`, safe layer unpacking, and garbage collection under disk pressure (`gc`).
 //!
 //! The pod worker holds one [`ImageService`] and calls [`ImageService::ensure`] before creating
 //! a container, then [`ImageService::rootfs`] for the overlayfs lower dirs.
 
 mod auth;
+mod gc;
 mod policy;
 mod reference;
 mod registry;
@@ -13,6 +14,7 @@ mod store;
 mod unpack;
 
 pub use auth::{AuthError, PullSecrets};
+pub use gc::{FsStats, GcPolicy, Outcome as GcOutcome, check as gc_check, gc_loop};
 pub use policy::{PullDecision, PullPolicy};
 pub use reference::{ImageRef, InvalidMirror, InvalidReference, Mirror};
 pub use service::{Ensured, ImageService};

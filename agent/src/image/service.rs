@@ -33,6 +33,9 @@ pub struct ImageService {
     store: Store,
     registry: Registry,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When the last pull of each (image, credentials) finished, so that pulls waiting on the
+    /// same lock share its result.
+    pulled: Mutex<HashMap<String, std::time::Instant>>,
     /// Pulls hold it shared; GC holds it exclusively so it never sweeps a half-recorded pull.
     gc_lock: tokio::sync::RwLock<()>,
 }
@@ -101,6 +104,7 @@ impl ImageService {
             store,
             registry: Registry::new(mirrors),
             locks: Mutex::new(HashMap::new()),
+            pulled: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
         })
     }
@@ -197,6 +201,34 @@ impl ImageService {
             .map_err(ImageError::Store)
     }
 
+    /// Put an image of one `bytes`-sized layer straight into the store (tests only).
+    #[cfg(test)]
+    pub(crate) fn put_test_image(
+        &self,
+        reference: &str,
+        diff_id: &str,
+        last_used: u64,
+        bytes: usize,
+    ) {
+        let tmp = self.store.tmp_path("layer");
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::write(tmp.join("data"), vec![7u8; bytes]).unwrap();
+        self.store.commit_layer(&tmp, diff_id).unwrap();
+        self.store
+            .put_record(&ImageInfo {
+                reference: reference.into(),
+                digest: diff_id.into(),
+                manifest_digest: String::new(),
+                config_digest: String::new(),
+                layers: vec![diff_id.into()],
+                config: ImageConfig::default(),
+                size: 0,
+                pulled_at: 0,
+                last_used,
+            })
+            .unwrap();
+    }
+
     /// Forget one image; layers no other image uses are deleted.
     pub async fn remove(&self, image: &str) -> Result<bool, ImageError> {
         let r = ImageRef::parse(image)?;
@@ -229,16 +261,22 @@ impl ImageService {
     }
 
     async fn pull_ref(&self, r: &ImageRef, secrets: &PullSecrets) -> Result<ImageInfo, ImageError> {
-        let started = now_secs();
-        let _one_pull = self.lock(format!("image:{r}")).await;
-        // Someone else pulled it while we waited: share their result.
-        if let Some(info) = self.get_ref(r)?
-            && info.pulled_at >= started
-        {
+        let started = std::time::Instant::now();
+        let auth = secrets.for_image(r);
+        // Only a pull made with the same credentials may stand in for this one: a pod without
+        // the pull secret must still hear the registry's refusal.
+        let key = format!("image:{r}:{}", identity(&auth));
+        let _one_pull = self.lock(key.clone()).await;
+        let shared = self
+            .pulled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|done| *done >= started);
+        if shared && let Some(info) = self.get_ref(r)? {
             return Ok(info);
         }
         let _no_gc = self.gc_lock.read().await;
-        let auth = secrets.for_image(r);
         let target = self.registry.target(r);
         let (body, digest) = self.registry.manifest(r, &target, &auth).await?;
         self.store
@@ -315,6 +353,10 @@ impl ImageService {
             last_used: now,
         };
         self.store.put_record(&info).map_err(ImageError::Store)?;
+        let mut pulled = self.pulled.lock().unwrap_or_else(|p| p.into_inner());
+        pulled.retain(|_, done| done.elapsed() < std::time::Duration::from_secs(600));
+        pulled.insert(key, std::time::Instant::now());
+        drop(pulled);
         tracing::info!(image = %r, digest = %info.digest, "pulled image");
         Ok(info)
     }
@@ -412,6 +454,17 @@ impl ImageService {
         .await
         .map_err(|e| ImageError::Store(std::io::Error::other(e)))?
     }
+}
+
+/// Who a pull authenticates as (a digest of the credentials, never the credentials).
+fn identity(auth: &RegistryAuth) -> String {
+    use sha2::Digest;
+    let secret = match auth {
+        RegistryAuth::Anonymous => return "anonymous".into(),
+        RegistryAuth::Basic(user, password) => format!("basic:{user}:{password}"),
+        RegistryAuth::Bearer(token) => format!("bearer:{token}"),
+    };
+    hex::encode(&sha2::Sha256::digest(secret.as_bytes())[..8])
 }
 
 fn parse_manifest(r: &ImageRef, body: &[u8]) -> Result<ManifestDoc, ImageError> {

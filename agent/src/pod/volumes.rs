@@ -1,12 +1,20 @@
 //! A pod's volumes as host directories: emptyDir (disk, or tmpfs for `medium: Memory`),
 //! configMap, secret (always on tmpfs, never on disk), hostPath, downwardAPI and projected
 //! (service-account token, configMap, secret, downward API) sources; plus subPath resolution.
+//!
+//! Projected volumes are written as the kubelet's atomic writer does: the files live in a
+//! timestamped `..<time>` directory, `..data` is a symlink to the current one, and each
+//! top-level name is a symlink through `..data`; an update writes a new directory and swaps
+//! `..data` with one rename, so a reader never sees half a token. A projected volume with a
+//! service-account token is refreshed in the background at 80% of the token's lifetime.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, KeyToPath, Pod, ProjectedVolumeSource, Secret, Volume,
+};
 use kube::Api;
 use nix::mount::{MntFlags, MsFlags};
 use serde_json::json;
@@ -88,37 +96,19 @@ pub fn write_files(dir: &Path, files: &Files) -> Result<(), String> {
     Ok(())
 }
 
-/// Prepares and tears down a pod's volumes.
-pub struct Volumes<'a> {
-    pub client: &'a kube::Client,
-    pub sys: &'a dyn Syscall,
-    pub pod: &'a Pod,
-    pub dir: PathBuf,
+/// Where volume contents come from: the API (configMaps, secrets, tokens) and the pod itself.
+struct Sources<'a> {
+    client: &'a kube::Client,
+    pod: &'a Pod,
 }
 
-impl Volumes<'_> {
+impl Sources<'_> {
     fn ns(&self) -> String {
         self.pod
             .metadata
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into())
-    }
-
-    fn tmpfs(&self, dir: &Path, size: Option<String>) -> Result<(), String> {
-        if is_mountpoint(dir) {
-            return Ok(());
-        }
-        let data = size.map(|s| format!("size={s}"));
-        self.sys
-            .mount(
-                Some(Path::new("tmpfs")),
-                dir,
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                data.as_deref(),
-            )
-            .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))
     }
 
     async fn config_map(
@@ -149,17 +139,19 @@ impl Volumes<'_> {
         }
     }
 
-    /// A token for the pod's service account via the TokenRequest API (bound to the pod).
+    /// A token for the pod's service account via the TokenRequest API (bound to the pod),
+    /// and when it expires.
     async fn token(
         &self,
         audience: Option<&str>,
         expiration: Option<i64>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<(Vec<u8>, jiff::Timestamp), String> {
         let sa = self
             .pod
             .spec
             .as_ref()
             .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "default".into());
         let req = json!({
             "apiVersion": "authentication.k8s.io/v1",
@@ -189,10 +181,17 @@ impl Volumes<'_> {
             .request(request)
             .await
             .map_err(|e| format!("request service account token: {e}"))?;
-        resp.pointer("/status/token")
+        let token = resp
+            .pointer("/status/token")
             .and_then(|t| t.as_str())
-            .map(|t| t.as_bytes().to_vec())
-            .ok_or_else(|| "token request returned no token".to_owned())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| "token request returned no token".to_owned())?;
+        let expires = resp
+            .pointer("/status/expirationTimestamp")
+            .and_then(|t| t.as_str())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .ok_or_else(|| "token request returned no expiration time".to_owned())?;
+        Ok((token.as_bytes().to_vec(), expires))
     }
 
     fn downward(
@@ -210,6 +209,159 @@ impl Volumes<'_> {
                 Some((i.path.clone(), v.into_bytes(), mode(i.mode, default_mode)))
             })
             .collect()
+    }
+
+    /// Every file of a projected volume, and when the first of its tokens expires.
+    async fn projected(
+        &self,
+        p: &ProjectedVolumeSource,
+    ) -> Result<(Files, Option<jiff::Timestamp>), String> {
+        let dm = mode(p.default_mode, 0o644);
+        let mut out = Files::new();
+        let mut expires: Option<jiff::Timestamp> = None;
+        for src in p.sources.as_deref().unwrap_or_default() {
+            if let Some(t) = &src.service_account_token {
+                let (token, exp) = self
+                    .token(t.audience.as_deref(), t.expiration_seconds)
+                    .await?;
+                expires = Some(expires.map_or(exp, |e| e.min(exp)));
+                out.push((t.path.clone(), token, dm));
+            } else if let Some(cm) = &src.config_map {
+                let data = self
+                    .config_map(&cm.name, cm.optional.unwrap_or(false))
+                    .await?;
+                out.extend(keyed(data, cm.items.as_ref(), dm));
+            } else if let Some(s) = &src.secret {
+                let data = self.secret(&s.name, s.optional.unwrap_or(false)).await?;
+                out.extend(keyed(data, s.items.as_ref(), dm));
+            } else if let Some(d) = &src.downward_api {
+                out.extend(self.downward(d.items.as_deref().unwrap_or_default(), dm));
+            }
+        }
+        Ok((out, expires))
+    }
+}
+
+/// When a token issued now and expiring at `expires` should be replaced: at 80% of its
+/// lifetime (at least a second from now).
+fn refresh_at(now: jiff::Timestamp, expires: jiff::Timestamp) -> std::time::Duration {
+    let life = expires
+        .as_millisecond()
+        .saturating_sub(now.as_millisecond());
+    let wait = u64::try_from(life.saturating_mul(4) / 5).unwrap_or(0);
+    std::time::Duration::from_millis(wait.max(1000))
+}
+
+/// Write `files` as the new contents of `dir` in one step (see the module docs).
+pub fn write_atomic(dir: &Path, files: &Files) -> Result<(), String> {
+    let stamp = jiff::Timestamp::now()
+        .strftime("..%Y_%m_%d_%H_%M_%S.%f")
+        .to_string();
+    let fresh = dir.join(&stamp);
+    std::fs::create_dir(&fresh).map_err(|e| format!("mkdir {}: {e}", fresh.display()))?;
+    let _ = std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755));
+    if let Err(e) = write_files(&fresh, files) {
+        let _ = std::fs::remove_dir_all(&fresh);
+        return Err(e);
+    }
+    let data = dir.join("..data");
+    let old = std::fs::read_link(&data).ok();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&stamp, &tmp).map_err(|e| format!("symlink ..data: {e}"))?;
+    std::fs::rename(&tmp, &data).map_err(|e| format!("rename ..data: {e}"))?;
+    let mut tops: Vec<&str> = files
+        .iter()
+        .filter_map(|(rel, _, _)| rel.split('/').next())
+        .collect();
+    tops.dedup();
+    for top in tops {
+        let link = dir.join(top);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(top), &link)
+                .map_err(|e| format!("symlink {top}: {e}"))?;
+        }
+    }
+    if let Some(old) = old.filter(|o| o.as_os_str() != stamp.as_str()) {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
+    Ok(())
+}
+
+/// Re-request a projected volume's tokens before they expire, for as long as the volume
+/// exists (teardown removes it, which ends this).
+async fn refresh_projected(
+    client: kube::Client,
+    pod: Pod,
+    dir: PathBuf,
+    source: ProjectedVolumeSource,
+    mut expires: jiff::Timestamp,
+) {
+    let mut wait = refresh_at(jiff::Timestamp::now(), expires);
+    loop {
+        tokio::time::sleep(wait).await;
+        if !dir.join("..data").exists() {
+            return;
+        }
+        let sources = Sources {
+            client: &client,
+            pod: &pod,
+        };
+        match sources.projected(&source).await {
+            Ok((files, Some(exp))) => match write_atomic(&dir, &files) {
+                Ok(()) => {
+                    tracing::debug!(dir = %dir.display(), "refreshed projected token");
+                    expires = exp;
+                    wait = refresh_at(jiff::Timestamp::now(), expires);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "refresh projected volume");
+                    wait = std::time::Duration::from_secs(10);
+                }
+            },
+            Ok((_, None)) => return,
+            Err(e) => {
+                // Retry soon, but stop once the old token has expired and the pod is gone.
+                tracing::warn!(error = %e, "refresh projected token");
+                if jiff::Timestamp::now() > expires && e.contains("404") {
+                    return;
+                }
+                wait = std::time::Duration::from_secs(10);
+            }
+        }
+    }
+}
+
+/// Prepares and tears down a pod's volumes.
+pub struct Volumes<'a> {
+    pub client: &'a kube::Client,
+    pub sys: &'a dyn Syscall,
+    pub pod: &'a Pod,
+    pub dir: PathBuf,
+}
+
+impl Volumes<'_> {
+    fn sources(&self) -> Sources<'_> {
+        Sources {
+            client: self.client,
+            pod: self.pod,
+        }
+    }
+
+    fn tmpfs(&self, dir: &Path, size: Option<String>) -> Result<(), String> {
+        if is_mountpoint(dir) {
+            return Ok(());
+        }
+        let data = size.map(|s| format!("size={s}"));
+        self.sys
+            .mount(
+                Some(Path::new("tmpfs")),
+                dir,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                data.as_deref(),
+            )
+            .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))
     }
 
     async fn one(&self, v: &Volume) -> Result<PathBuf, String> {
@@ -241,6 +393,7 @@ impl Volumes<'_> {
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
         } else if let Some(cm) = &v.config_map {
             let data = self
+                .sources()
                 .config_map(&cm.name, cm.optional.unwrap_or(false))
                 .await?;
             write_files(
@@ -250,40 +403,32 @@ impl Volumes<'_> {
         } else if let Some(s) = &v.secret {
             self.tmpfs(&dir, None)?;
             let name = s.secret_name.clone().unwrap_or_default();
-            let data = self.secret(&name, s.optional.unwrap_or(false)).await?;
+            let data = self
+                .sources()
+                .secret(&name, s.optional.unwrap_or(false))
+                .await?;
             write_files(
                 &dir,
                 &keyed(data, s.items.as_ref(), mode(s.default_mode, 0o644)),
             )?;
         } else if let Some(d) = &v.downward_api {
-            let files = self.downward(
+            let files = self.sources().downward(
                 d.items.as_deref().unwrap_or_default(),
                 mode(d.default_mode, 0o644),
             );
             write_files(&dir, &files)?;
         } else if let Some(p) = &v.projected {
             self.tmpfs(&dir, None)?;
-            let dm = mode(p.default_mode, 0o644);
-            for src in p.sources.as_deref().unwrap_or_default() {
-                let files = if let Some(t) = &src.service_account_token {
-                    let token = self
-                        .token(t.audience.as_deref(), t.expiration_seconds)
-                        .await?;
-                    vec![(t.path.clone(), token, dm)]
-                } else if let Some(cm) = &src.config_map {
-                    let data = self
-                        .config_map(&cm.name, cm.optional.unwrap_or(false))
-                        .await?;
-                    keyed(data, cm.items.as_ref(), dm)
-                } else if let Some(s) = &src.secret {
-                    let data = self.secret(&s.name, s.optional.unwrap_or(false)).await?;
-                    keyed(data, s.items.as_ref(), dm)
-                } else if let Some(d) = &src.downward_api {
-                    self.downward(d.items.as_deref().unwrap_or_default(), dm)
-                } else {
-                    vec![]
-                };
-                write_files(&dir, &files)?;
+            let (files, expires) = self.sources().projected(p).await?;
+            write_atomic(&dir, &files)?;
+            if let Some(expires) = expires {
+                tokio::spawn(refresh_projected(
+                    self.client.clone(),
+                    self.pod.clone(),
+                    dir.clone(),
+                    p.clone(),
+                    expires,
+                ));
             }
         }
         Ok(dir)
@@ -391,5 +536,52 @@ mod tests {
         assert_eq!(secret_data(s)["k"], b"v");
         let cm: ConfigMap = serde_json::from_value(json!({"data": {"x": "y"}})).unwrap();
         assert_eq!(cm_data(cm)["x"], b"y");
+    }
+
+    #[test]
+    fn atomic_writes_swap_the_whole_set() {
+        let d = tempfile::tempdir().unwrap();
+        let first = vec![
+            ("token".to_string(), b"one".to_vec(), 0o600),
+            ("sub/ns".to_string(), b"default".to_vec(), 0o644),
+        ];
+        write_atomic(d.path(), &first).unwrap();
+        assert_eq!(std::fs::read(d.path().join("token")).unwrap(), b"one");
+        assert_eq!(std::fs::read(d.path().join("sub/ns")).unwrap(), b"default");
+        assert!(
+            std::fs::symlink_metadata(d.path().join("token"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let m = std::fs::metadata(d.path().join("token")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        let old_target = std::fs::read_link(d.path().join("..data")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = vec![
+            ("token".to_string(), b"two".to_vec(), 0o600),
+            ("sub/ns".to_string(), b"default".to_vec(), 0o644),
+        ];
+        write_atomic(d.path(), &second).unwrap();
+        assert_eq!(std::fs::read(d.path().join("token")).unwrap(), b"two");
+        // The old generation is gone; only ..data, its target and the top-level links remain.
+        assert!(!d.path().join(&old_target).exists());
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("..2"))
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["..data", "sub", "token"]);
+        assert!(write_atomic(d.path(), &vec![("../x".into(), vec![], 0o644)]).is_err());
+    }
+
+    #[test]
+    fn tokens_refresh_at_eighty_percent() {
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let exp: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        assert_eq!(refresh_at(now, exp), std::time::Duration::from_secs(2880));
+        // Already expired: try again soon, not in a busy loop.
+        assert_eq!(refresh_at(exp, now), std::time::Duration::from_secs(1));
     }
 }

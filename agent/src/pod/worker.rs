@@ -44,6 +44,34 @@ struct Meta {
     started_at: String,
     image: String,
     image_id: String,
+    /// The image's stop signal (`SIGQUIT`), if it names one.
+    #[serde(default)]
+    stop_signal: Option<String>,
+}
+
+impl Meta {
+    /// The signal that starts a graceful stop: the image's `StopSignal`, else SIGTERM.
+    fn stop_signal(&self) -> Signal {
+        self.stop_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(Signal::SIGTERM)
+    }
+}
+
+/// `SIGQUIT`, `QUIT` or `3` as a signal.
+fn parse_signal(s: &str) -> Option<Signal> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse().ok()
 }
 
 /// How an attempt ended (kept as `terminated.json` so a restarted agent reports the same).
@@ -317,6 +345,7 @@ impl Worker {
     }
 
     pub async fn run(mut self) {
+        tracing::debug!(pod = %self.name(), "worker started");
         loop {
             if let Err(e) = self.sync().await {
                 tracing::warn!(pod = %self.name(), error = %e, "pod sync");
@@ -568,6 +597,7 @@ impl Worker {
                 if let Some(inst) = self.ctrs[i].current.as_mut() {
                     inst.killing = true;
                     let pid = inst.meta.pid;
+                    let stop = inst.meta.stop_signal();
                     let grace = self
                         .pod
                         .spec
@@ -576,7 +606,7 @@ impl Worker {
                         .unwrap_or(30);
                     let rt = self.ctx.clone();
                     tokio::spawn(async move {
-                        rt.runtime.signal(pid, Signal::SIGTERM);
+                        rt.runtime.signal(pid, stop);
                         let deadline =
                             Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(0));
                         while alive(pid) && Instant::now() < deadline {
@@ -735,6 +765,20 @@ impl Worker {
         let c = self.ctrs[i].c.clone();
         let image_ref = c.image.clone().unwrap_or_default();
         let secrets = self.pull_secrets().await;
+        if self
+            .ctx
+            .images
+            .will_pull(&image_ref, c.image_pull_policy.as_deref())
+        {
+            self.ctx.events.record(
+                &self.pod,
+                Some(&c.name),
+                false,
+                "Pulling",
+                format!("Pulling image \"{image_ref}\""),
+            );
+        }
+        let pull_started = Instant::now();
         let image = match self
             .ctx
             .images
@@ -802,7 +846,10 @@ impl Worker {
                 Some(&c.name),
                 false,
                 "Pulled",
-                format!("Successfully pulled image \"{image_ref}\""),
+                format!(
+                    "Successfully pulled image \"{image_ref}\" in {:.3}s",
+                    pull_started.elapsed().as_secs_f64()
+                ),
             );
         } else {
             self.ctx.events.record(
@@ -853,6 +900,7 @@ impl Worker {
             started_at: started_at.clone(),
             image: image_ref.clone(),
             image_id: image.id.clone(),
+            stop_signal: image.config.stop_signal.clone(),
         };
         let _ = std::fs::write(
             adir.join("meta.json"),
@@ -1280,23 +1328,24 @@ impl Worker {
                 inst.killing = true;
                 pids.push((
                     inst.meta.pid,
+                    inst.meta.stop_signal(),
                     ctr.c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()),
                     inst.spec.clone(),
                 ));
             }
         }
-        for (pid, pre_stop, spec) in &pids {
+        for (pid, stop, pre_stop, spec) in &pids {
             if let Some(h) = pre_stop
                 && !grace.is_zero()
             {
                 self.run_hook(*pid, h, spec, deadline).await;
             }
-            self.ctx.runtime.signal(*pid, Signal::SIGTERM);
+            self.ctx.runtime.signal(*pid, *stop);
         }
-        while Instant::now() < deadline && pids.iter().any(|(p, _, _)| alive(*p)) {
+        while Instant::now() < deadline && pids.iter().any(|(p, _, _, _)| alive(*p)) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for (pid, _, spec) in &pids {
+        for (pid, _, _, spec) in &pids {
             if alive(*pid) {
                 self.ctx.runtime.signal(*pid, Signal::SIGKILL);
             }
@@ -1429,6 +1478,7 @@ impl Worker {
             .await
         {
             Ok(p) => {
+                tracing::debug!(pod = %self.name(), phase = ?st["phase"], "status posted");
                 self.last_status = st;
                 if p.metadata.uid.as_deref() == Some(&self.uid) {
                     self.pod.status = p.status;
@@ -1475,6 +1525,21 @@ async fn run_exec(
     }
 }
 
+/// The `terminated.reason` of an attempt. As with containerd, an OOM kill anywhere in the
+/// container's cgroup makes a failed exit `OOMKilled`, even when the kernel chose a child
+/// of the first process and the first process then exited with an error of its own.
+fn exit_reason(e: &crate::runtime::spec::Exit, oom_killed: bool) -> &'static str {
+    if e.error.is_some() {
+        "StartError"
+    } else if e.exit_code == 0 {
+        "Completed"
+    } else if oom_killed {
+        "OOMKilled"
+    } else {
+        "Error"
+    }
+}
+
 impl Ctx {
     /// How an attempt ended, from the shim's record (or its absence).
     fn exit_of(&self, inst: &Instance, assume_gone: bool) -> Terminated {
@@ -1489,15 +1554,7 @@ impl Ctx {
         let container_id = format!("skiff://{}", inst.meta.id);
         match exit {
             Some(e) => {
-                let reason = if e.error.is_some() {
-                    "StartError"
-                } else if oom && e.signal == Some(9) {
-                    "OOMKilled"
-                } else if e.exit_code == 0 {
-                    "Completed"
-                } else {
-                    "Error"
-                };
+                let reason = exit_reason(&e, oom);
                 Terminated {
                     exit_code: e.exit_code,
                     signal: None,
@@ -1523,5 +1580,43 @@ impl Ctx {
                 container_id,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::spec::Exit;
+
+    fn exit(code: i32, signal: Option<i32>, error: Option<&str>) -> Exit {
+        Exit {
+            exit_code: code,
+            signal,
+            finished_at: "2026-11-23T10:00:00Z".into(),
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn stop_signals() {
+        assert_eq!(parse_signal("SIGQUIT"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("15"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+
+    #[test]
+    fn exit_reasons() {
+        assert_eq!(exit_reason(&exit(0, None, None), false), "Completed");
+        assert_eq!(exit_reason(&exit(3, None, None), false), "Error");
+        assert_eq!(exit_reason(&exit(137, Some(9), None), false), "Error");
+        assert_eq!(exit_reason(&exit(137, Some(9), None), true), "OOMKilled");
+        // A child was OOM-killed and the shell gave up with its own status.
+        assert_eq!(exit_reason(&exit(1, None, None), true), "OOMKilled");
+        assert_eq!(exit_reason(&exit(0, None, None), true), "Completed");
+        assert_eq!(
+            exit_reason(&exit(128, None, Some("exec: no such file")), true),
+            "StartError"
+        );
     }
 }

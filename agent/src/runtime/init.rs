@@ -55,8 +55,9 @@ fn io_err(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> SetupError 
     move |source| SetupError { step, source }
 }
 
-/// Sandbox helper: new network, IPC and UTS namespaces, the pod's hostname, and each
-/// namespace bound onto its file so it outlives this process.
+/// A pod sandbox: new network, IPC and UTS namespaces for the calling thread, the pod's
+/// hostname, and each namespace bound onto its file so it outlives the thread. The caller
+/// must be a thread that exits afterwards (it stays in the pod's namespaces).
 pub fn run_sandbox(sys: &dyn Syscall, spec: &SandboxSpec) -> Result<(), SetupError> {
     sys.unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
         .map_err(err("unshare pod namespaces"))?;
@@ -66,7 +67,7 @@ pub fn run_sandbox(sys: &dyn Syscall, spec: &SandboxSpec) -> Result<(), SetupErr
         if !target.exists() {
             File::create(target).map_err(io_err(format!("create {}", target.display())))?;
         }
-        let source = PathBuf::from(format!("/proc/self/ns/{kind}"));
+        let source = PathBuf::from(format!("/proc/thread-self/ns/{kind}"));
         sys.mount(Some(&source), target, None, MsFlags::MS_BIND, None)
             .map_err(err(format!("bind {kind} namespace")))?;
     }

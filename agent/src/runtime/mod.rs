@@ -1,6 +1,7 @@
-//! The container runtime, agent side: makes pod sandboxes and starts containers through the
-//! `skiff container-init` helper (see [`init`]), signals them, and reads back what the helper
-//! recorded on disk. Also the helper's own entry points.
+//! The container runtime, agent side: makes pod sandboxes (in-process, see
+//! [`Runtime::create_sandbox`]) and starts containers through the `skiff container-init` helper
+//! (see [`init`]), signals them, and reads back what the helper recorded on disk. Also the
+//! helper's own entry points.
 
 pub mod caps;
 pub mod cgroup;
@@ -89,6 +90,10 @@ impl Runtime {
     }
 
     /// New network, IPC and UTS namespaces for a pod, bound under `dir`.
+    ///
+    /// Made in-process: a throwaway thread unshares them (these three namespaces are per
+    /// thread, so the rest of the agent is untouched), sets the hostname and bind-mounts its
+    /// namespace files, then exits; the bind mounts keep the namespaces alive.
     pub async fn create_sandbox(
         &self,
         dir: &Path,
@@ -101,26 +106,26 @@ impl Runtime {
             ipc: dir.join("ipc"),
             uts: dir.join("uts"),
         };
-        let path = dir.join("sandbox.json");
-        std::fs::write(&path, serde_json::to_vec(&spec).unwrap_or_default())
-            .map_err(io("write sandbox spec"))?;
-        let mut child = tokio::process::Command::new(&self.exe)
-            .args(["container-init", "--sandbox"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io("spawn sandbox helper"))?;
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use tokio::io::AsyncReadExt;
-            let _ = e.read_to_string(&mut err).await;
+        let t0 = std::time::Instant::now();
+        let sys = self.sys.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread_spec = spec.clone();
+        std::thread::Builder::new()
+            .name("sandbox".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = tx.send(init::run_sandbox(sys.as_ref(), &thread_spec));
+            })
+            .map_err(io("sandbox thread"))?;
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.remove_sandbox(dir);
+                return Err(RuntimeError::Helper(format!("sandbox: {e}")));
+            }
+            Err(_) => return Err(RuntimeError::Helper("sandbox thread died".into())),
         }
-        let status = child.wait().await.map_err(io("wait sandbox helper"))?;
-        if !status.success() {
-            return Err(RuntimeError::Helper(format!("sandbox: {}", err.trim())));
-        }
+        tracing::debug!(us = t0.elapsed().as_micros(), dir = %dir.display(), "sandbox made");
         Ok(Namespaces {
             net: Some(spec.net),
             ipc: Some(spec.ipc),
@@ -152,6 +157,7 @@ impl Runtime {
 
     /// Start a container; returns what the helper reported.
     pub async fn start(&self, spec: &ContainerSpec) -> Result<Started, RuntimeError> {
+        let t0 = std::time::Instant::now();
         for d in [
             &spec.rootfs.upper,
             &spec.rootfs.work,
@@ -174,6 +180,7 @@ impl Runtime {
                 std::fs::read_to_string(spec.state_dir.join("helper.log")).unwrap_or_default();
             RuntimeError::Helper(format!("no start report: {}", log.trim()))
         })?;
+        tracing::debug!(us = t0.elapsed().as_micros(), id = %spec.id, "container started");
         Ok(started)
     }
 
@@ -208,15 +215,14 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Entry point of `skiff container-init [--sandbox|--exec] SPEC`: returns the exit code.
+/// Entry point of `skiff container-init [--exec] SPEC`: returns the exit code.
 pub fn helper_main(args: &[String]) -> i32 {
     let sys = crate::sys::Linux;
     let (mode, path) = match args {
-        [flag, path] if flag == "--sandbox" => ("sandbox", path),
         [flag, path] if flag == "--exec" => ("exec", path),
         [path] => ("container", path),
         _ => {
-            eprintln!("usage: skiff container-init [--sandbox|--exec] SPEC");
+            eprintln!("usage: skiff container-init [--exec] SPEC");
             return 2;
         }
     };
@@ -228,19 +234,6 @@ pub fn helper_main(args: &[String]) -> i32 {
         }
     };
     match mode {
-        "sandbox" => match serde_json::from_slice::<SandboxSpec>(&text) {
-            Ok(spec) => match init::run_sandbox(&sys, &spec) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("{e}");
-                    1
-                }
-            },
-            Err(e) => {
-                eprintln!("container-init: bad sandbox spec: {e}");
-                2
-            }
-        },
         "exec" => match serde_json::from_slice::<spec::ExecSpec>(&text) {
             Ok(spec) => init::run_exec(&sys, &spec),
             Err(e) => {

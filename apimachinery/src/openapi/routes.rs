@@ -468,12 +468,12 @@ impl<'a> ResourceOps<'a> {
                 sub_body,
                 sub_gvk,
             )],
-            Subresource::Binding => {
+            Subresource::Binding | Subresource::Token => {
                 let mut create = self.op(
                     "post",
                     "post",
                     id("create"),
-                    format!("create binding of {}", article(kind)),
+                    format!("create {name} of {}", article(kind)),
                 );
                 create.gvk = sub_gvk;
                 create.params = params::create_or_replace();
@@ -485,6 +485,8 @@ impl<'a> ResourceOps<'a> {
                 ];
                 vec![create]
             }
+            // Streaming connections (`connect` operations) are not described.
+            Subresource::Exec | Subresource::PortForward => return None,
             Subresource::Log => {
                 let mut read = self.op(
                     "get",

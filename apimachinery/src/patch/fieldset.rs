@@ -30,7 +30,25 @@ impl Node {
     fn union_with(&mut self, other: &Node) {
         self.member |= other.member;
         for (k, c) in &other.children {
-            self.children.entry(k.clone()).or_default().union_with(c);
+            match self.children.get_mut(k) {
+                Some(mine) => mine.union_with(c),
+                None => {
+                    self.children.insert(k.clone(), c.clone());
+                }
+            }
+        }
+    }
+
+    /// Remove the members of `other` in place, dropping children left empty.
+    fn subtract(&mut self, other: &Node) {
+        self.member &= !other.member;
+        for (k, c) in &other.children {
+            if let Some(mine) = self.children.get_mut(k) {
+                mine.subtract(c);
+                if mine.is_empty() {
+                    self.children.remove(k);
+                }
+            }
         }
     }
 
@@ -83,13 +101,13 @@ impl Node {
         }
     }
 
-    fn to_json(&self) -> Value {
+    fn into_json(self) -> Value {
         let mut map = Map::new();
         if self.member && !self.children.is_empty() {
             map.insert(".".into(), Value::Object(Map::new()));
         }
-        for (k, c) in &self.children {
-            map.insert(k.clone(), c.to_json());
+        for (k, c) in self.children {
+            map.insert(k, c.into_json());
         }
         Value::Object(map)
     }
@@ -135,7 +153,15 @@ impl FieldSet {
         }
         let mut node = &mut self.root;
         for pe in path {
-            node = node.children.entry(pe.clone()).or_default();
+            // Look up before inserting: most path elements already exist, and `entry` would
+            // clone the key every time.
+            if !node.children.contains_key(pe) {
+                node.children.insert(pe.clone(), Node::default());
+            }
+            node = node
+                .children
+                .get_mut(pe)
+                .expect("the child was just ensured");
         }
         node.member = true;
     }
@@ -173,6 +199,18 @@ impl FieldSet {
         out
     }
 
+    /// `self` ∪ `other`, reusing `self`.
+    pub(crate) fn union_into(mut self, other: &FieldSet) -> FieldSet {
+        self.union_with(other);
+        self
+    }
+
+    /// Remove the members of `other` from `self`.
+    pub(crate) fn subtract(&mut self, other: &FieldSet) {
+        self.root.subtract(&other.root);
+        self.root.member = false;
+    }
+
     /// Members of `self` that are not members of `other`.
     pub(crate) fn difference(&self, other: &FieldSet) -> FieldSet {
         FieldSet {
@@ -194,8 +232,14 @@ impl FieldSet {
     }
 
     /// The FieldsV1 JSON form.
+    #[cfg(test)]
     pub(crate) fn to_fields_v1(&self) -> Value {
-        self.root.to_json()
+        self.clone().into_fields_v1()
+    }
+
+    /// The FieldsV1 JSON form, consuming the set.
+    pub(crate) fn into_fields_v1(self) -> Value {
+        self.root.into_json()
     }
 
     /// Parse FieldsV1; `None` when it is not a tree of objects.

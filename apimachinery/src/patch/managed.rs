@@ -6,6 +6,8 @@
 //! object, makes the manager own exactly what it applied, removes what it applied before and
 //! nobody owns any more, and refuses to change fields other managers own unless forced.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
@@ -123,21 +125,21 @@ impl Entry {
             .map_or(0, Timestamp::as_second)
     }
 
-    fn to_json(&self) -> Value {
+    fn into_json(self) -> Value {
         let mut m = Map::new();
-        m.insert("apiVersion".into(), Value::String(self.api_version.clone()));
+        m.insert("apiVersion".into(), Value::String(self.api_version));
         m.insert("fieldsType".into(), Value::String("FieldsV1".into()));
-        m.insert("fieldsV1".into(), self.set.to_fields_v1());
-        m.insert("manager".into(), Value::String(self.manager.clone()));
+        m.insert("fieldsV1".into(), self.set.into_fields_v1());
+        m.insert("manager".into(), Value::String(self.manager));
         m.insert(
             "operation".into(),
             Value::String(self.operation.name().into()),
         );
-        if let Some(sub) = &self.subresource {
-            m.insert("subresource".into(), Value::String(sub.clone()));
+        if let Some(sub) = self.subresource {
+            m.insert("subresource".into(), Value::String(sub));
         }
-        if let Some(t) = &self.time {
-            m.insert("time".into(), Value::String(t.clone()));
+        if let Some(t) = self.time {
+            m.insert("time".into(), Value::String(t));
         }
         Value::Object(m)
     }
@@ -165,7 +167,12 @@ impl Entry {
 }
 
 /// Paths no manager ever owns: identity and server-managed metadata.
-fn stripped_paths() -> FieldSet {
+fn stripped_paths() -> &'static FieldSet {
+    static PATHS: std::sync::LazyLock<FieldSet> = std::sync::LazyLock::new(build_stripped_paths);
+    &PATHS
+}
+
+fn build_stripped_paths() -> FieldSet {
     FieldSet::from_paths([
         &["f:apiVersion"][..],
         &["f:kind"],
@@ -182,6 +189,79 @@ fn stripped_paths() -> FieldSet {
     ])
 }
 
+/// The fields a manager owns by creating `obj` (no earlier version, no recorded managers).
+///
+/// Which fields those are depends only on the object's shape (its keys, which values are null
+/// or empty, and its lists' items, which name list entries) and its type, never on other
+/// scalar values. Objects of one shape are created over and over (the pods of one template,
+/// events, leases), so with a type that has a [`PatchMeta::cache_id`] the answer is
+/// remembered per shape.
+fn created_fields(obj: &Map<String, Value>, meta: &dyn PatchMeta) -> FieldSet {
+    let compute = || {
+        let c = typed::compare(None, obj, meta);
+        let mut mine = if c.modified.is_empty() {
+            c.added
+        } else {
+            c.added.union_into(&c.modified)
+        };
+        mine.subtract(stripped_paths());
+        mine
+    };
+    let Some(id) = meta.cache_id() else {
+        return compute();
+    };
+    let key = (id, shape_key(obj));
+    if let Some(hit) = CREATED.with(|c| c.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let fields = compute();
+    CREATED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CREATED_MAX {
+            c.clear();
+        }
+        c.insert(key, fields.clone());
+    });
+    fields
+}
+
+/// Field sets of created objects by (type, shape), per thread; small, to stay cheap in memory.
+type CreatedCache = std::collections::HashMap<(usize, Vec<u8>), FieldSet>;
+
+thread_local! {
+    static CREATED: std::cell::RefCell<CreatedCache> = std::cell::RefCell::new(CreatedCache::new());
+}
+
+const CREATED_MAX: usize = 64;
+
+/// The shape of an object as [`created_fields`] sees it: keys (as JSON strings), null, other
+/// scalars as one marker, and lists verbatim (their items' keys and values name entries).
+fn shape_key(obj: &Map<String, Value>) -> Vec<u8> {
+    fn write(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Object(m) => write_map(m, out),
+            Value::Array(_) => {
+                out.push(b'a');
+                // Writing JSON into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+            Value::Null => out.push(b'n'),
+            _ => out.push(b's'),
+        }
+    }
+    fn write_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (k, v) in m {
+            let _ = serde_json::to_writer(&mut *out, k);
+            write(v, out);
+        }
+        out.push(b'}');
+    }
+    let mut out = Vec::with_capacity(1024);
+    write_map(obj, &mut out);
+    out
+}
+
 /// Metadata fields of an applied configuration that never take part in the merge.
 const IGNORED_METADATA: &[&str] = &[
     "managedFields",
@@ -193,6 +273,10 @@ const IGNORED_METADATA: &[&str] = &[
 ];
 
 fn decode(obj: &Value) -> Vec<Entry> {
+    obj.as_object().map(decode_map).unwrap_or_default()
+}
+
+fn decode_map(obj: &Map<String, Value>) -> Vec<Entry> {
     obj.get("metadata")
         .and_then(|m| m.get("managedFields"))
         .and_then(Value::as_array)
@@ -268,7 +352,7 @@ fn encode(obj: &mut Map<String, Value>, mut entries: Vec<Entry>) {
     if entries.is_empty() {
         metadata.remove("managedFields");
     } else {
-        let list = entries.iter().map(Entry::to_json).collect();
+        let list = entries.into_iter().map(Entry::into_json).collect();
         metadata.insert("managedFields".into(), Value::Array(list));
     }
 }
@@ -282,12 +366,19 @@ fn is_reset(obj: &Map<String, Value>) -> bool {
 }
 
 /// A copy of `obj` without `metadata.managedFields`.
-fn without_managed_fields(obj: &Map<String, Value>) -> Map<String, Value> {
+fn without_managed_fields(obj: &Map<String, Value>) -> Cow<'_, Map<String, Value>> {
+    let has_managed = obj
+        .get("metadata")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key("managedFields"));
+    if !has_managed {
+        return Cow::Borrowed(obj);
+    }
     let mut copy = obj.clone();
     if let Some(Value::Object(md)) = copy.get_mut("metadata") {
         md.remove("managedFields");
     }
-    copy
+    Cow::Owned(copy)
 }
 
 fn api_version_of(obj: &Map<String, Value>) -> String {
@@ -390,7 +481,7 @@ pub fn apply(
     let strip = stripped_paths();
     let now_text = format_time(now);
 
-    let live_plain = live_obj.map(without_managed_fields);
+    let live_plain = live_obj.map(|o| without_managed_fields(o).into_owned());
     let mut entries = live.map(decode).unwrap_or_default();
     if let Some(live_plain) = &live_plain
         && entries.is_empty()
@@ -398,7 +489,7 @@ pub fn apply(
         // The object predates field tracking: everything in it belongs to one manager.
         let set = typed::compare(None, live_plain, meta)
             .changed()
-            .difference(&strip);
+            .difference(strip);
         entries.push(Entry {
             manager: "before-first-apply".to_string(),
             operation: Operation::Update,
@@ -411,7 +502,7 @@ pub fn apply(
 
     let new_set = typed::field_set(&config, meta)
         .map_err(ApplyError::Malformed)?
-        .difference(&strip);
+        .difference(strip);
     let mut merged = typed::merge(live_plain.clone().unwrap_or_default(), &config, meta)
         .map_err(ApplyError::Malformed)?;
 
@@ -522,7 +613,7 @@ pub fn track_update(
         return;
     }
     let mut entries = if subresource.is_none() {
-        decode(&Value::Object(new_obj.clone()))
+        decode_map(new_obj)
     } else {
         Vec::new()
     };
@@ -536,12 +627,27 @@ pub fn track_update(
     }
 
     let new_plain = without_managed_fields(new_obj);
-    let comparison = typed::compare(old_plain.as_ref(), &new_plain, meta);
-    let changed = comparison.changed();
-    for e in &mut entries {
-        e.set = e.set.difference(&changed).difference(&comparison.removed);
-    }
-    let mine = changed.difference(&stripped_paths());
+    let mine = if old_plain.is_none() && entries.is_empty() {
+        created_fields(&new_plain, meta)
+    } else {
+        let typed::Comparison {
+            added,
+            modified,
+            removed,
+        } = typed::compare(old_plain.as_deref(), &new_plain, meta);
+        let changed = if modified.is_empty() {
+            added
+        } else {
+            added.union_into(&modified)
+        };
+        for e in &mut entries {
+            e.set.subtract(&changed);
+            e.set.subtract(&removed);
+        }
+        let mut mine = changed;
+        mine.subtract(stripped_paths());
+        mine
+    };
     if !mine.is_empty() {
         let api_version = api_version_of(&new_plain);
         let time = Some(format_time(now));
@@ -629,6 +735,47 @@ mod tests {
         f(&mut new);
         track_update(Some(old), &mut new, manager, None, &deployment(), at(t));
         new
+    }
+
+    #[test]
+    fn created_fields_are_remembered_per_shape_and_type() {
+        use crate::patch::{CachedSchemaMeta, SchemaPatchMeta};
+        let defs = crate::schema::definitions();
+        let cached = CachedSchemaMeta::new(defs, "io.k8s.api.core.v1.Pod");
+        let plain = SchemaPatchMeta::new(defs, "io.k8s.api.core.v1.Pod");
+        let now = Timestamp::UNIX_EPOCH;
+        let pod = |name: &str, labels: Value, image: &str| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "ns", "labels": labels},
+                "spec": {"containers": [{"name": "app", "image": image}], "restartPolicy": "Always"}})
+        };
+        let track = |obj: &Value, meta: &dyn PatchMeta| {
+            let mut o = obj.clone();
+            track_update(None, &mut o, "m", None, meta, now);
+            o["metadata"]["managedFields"].clone()
+        };
+        let shapes = [
+            pod("a", json!({"x": "1"}), "i"),
+            pod("b", json!({"x": "2"}), "i"),
+            pod("c", json!({"x": "1", "y": "2"}), "i"),
+            pod("d", json!({"x": "1"}), "j"),
+            pod("e", json!(null), "i"),
+        ];
+        for obj in &shapes {
+            // The first answer is computed, the second may come from the cache.
+            let expected = track(obj, &plain);
+            assert_eq!(track(obj, &cached), expected, "{obj}");
+            assert_eq!(track(obj, &cached), expected, "{obj}");
+        }
+        let fields = |obj: &Value| track(obj, &cached)[0]["fieldsV1"].clone();
+        assert_eq!(fields(&shapes[0]), fields(&shapes[1]));
+        assert_ne!(fields(&shapes[0]), fields(&shapes[2]));
+        assert!(
+            fields(&shapes[2])["f:metadata"]["f:labels"]
+                .get("f:y")
+                .is_some()
+        );
+        assert_ne!(fields(&shapes[4]), fields(&shapes[0]));
     }
 
     #[test]

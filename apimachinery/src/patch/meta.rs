@@ -5,6 +5,9 @@
 //! [`SchemaPatchMeta`] reads this from an OpenAPI definitions map; [`Untyped`] knows nothing
 //! (maps merge key by key, lists are replaced whole).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 /// Patch metadata of one object (or map) type: answers for each of its fields.
@@ -16,6 +19,12 @@ pub trait PatchMeta {
     /// The schema default of field `name`, used for list-map keys an applied item omits
     /// (e.g. a container port's `protocol`).
     fn default_value(&self, _name: &str) -> Option<Value> {
+        None
+    }
+
+    /// An identity of this type's meta that stays the same for the whole program, when it
+    /// has one: results computed from it may then be remembered.
+    fn cache_id(&self) -> Option<usize> {
         None
     }
 }
@@ -211,6 +220,81 @@ impl<'a> SchemaPatchMeta<'a> {
     }
 }
 
+/// [`SchemaPatchMeta`] over definitions that live for the whole program (the built-in
+/// schema), remembering what it read about each field: every write walks the same few types,
+/// and reading a field's meta from the OpenAPI JSON costs far more than looking it up.
+#[derive(Debug, Clone, Copy)]
+pub struct CachedSchemaMeta {
+    inner: SchemaPatchMeta<'static>,
+}
+
+/// Field parts by (address of the type's schema, field name), per thread.
+type PartsCache = HashMap<usize, HashMap<String, Option<FieldParts<'static>>>>;
+
+thread_local! {
+    static PARTS: RefCell<PartsCache> = RefCell::new(HashMap::new());
+}
+
+/// Past this many entries the cache is cleared rather than grown (unknown field names are
+/// cached too, and clients choose those).
+const PARTS_CACHE_MAX: usize = 4096;
+
+impl CachedSchemaMeta {
+    /// Meta of the definition named `root`.
+    pub fn new(definitions: &'static Map<String, Value>, root: &str) -> Self {
+        Self {
+            inner: SchemaPatchMeta::new(definitions, root),
+        }
+    }
+
+    fn parts(&self, name: &str) -> Option<FieldParts<'static>> {
+        let schema = self.inner.schema?;
+        let id = std::ptr::from_ref(schema) as usize;
+        PARTS.with(|cache| {
+            if let Some(hit) = cache.borrow().get(&id).and_then(|fields| fields.get(name)) {
+                return hit.clone();
+            }
+            let parts = self.inner.parts(name);
+            let mut cache = cache.borrow_mut();
+            if cache.values().map(HashMap::len).sum::<usize>() >= PARTS_CACHE_MAX {
+                cache.clear();
+            }
+            cache
+                .entry(id)
+                .or_default()
+                .insert(name.to_owned(), parts.clone());
+            parts
+        })
+    }
+}
+
+impl PatchMeta for CachedSchemaMeta {
+    fn field(&self, name: &str) -> Option<FieldMeta<'_>> {
+        let parts = self.parts(name)?;
+        Some(FieldMeta {
+            strategy: parts.strategy,
+            retain_keys: parts.retain_keys,
+            list_type: parts.list_type,
+            atomic_map: parts.atomic_map,
+            free_form_map: parts.free_form_map,
+            required: parts.required,
+            elem: parts.elem.map(|s| {
+                Box::new(Self {
+                    inner: self.inner.at(s),
+                }) as Box<dyn PatchMeta>
+            }),
+        })
+    }
+
+    fn default_value(&self, name: &str) -> Option<Value> {
+        self.inner.default_value(name)
+    }
+
+    fn cache_id(&self) -> Option<usize> {
+        self.inner.schema.map(|s| std::ptr::from_ref(s) as usize)
+    }
+}
+
 fn is_null_schema(s: &Value) -> bool {
     s.get("type").and_then(Value::as_str) == Some("null")
 }
@@ -231,8 +315,34 @@ fn schema_type(schema: &Value) -> Option<&str> {
     }
 }
 
-impl PatchMeta for SchemaPatchMeta<'_> {
-    fn field(&self, name: &str) -> Option<FieldMeta<'_>> {
+/// A field's meta as read from the schema, with the schema of its value or items.
+#[derive(Debug, Clone)]
+struct FieldParts<'a> {
+    strategy: ListStrategy,
+    retain_keys: bool,
+    list_type: Option<ListType>,
+    atomic_map: bool,
+    free_form_map: bool,
+    required: bool,
+    elem: Option<&'a Value>,
+}
+
+impl<'a> SchemaPatchMeta<'a> {
+    fn meta_of(&self, parts: FieldParts<'a>) -> FieldMeta<'a> {
+        FieldMeta {
+            strategy: parts.strategy,
+            retain_keys: parts.retain_keys,
+            list_type: parts.list_type,
+            atomic_map: parts.atomic_map,
+            free_form_map: parts.free_form_map,
+            required: parts.required,
+            elem: parts
+                .elem
+                .map(|s| Box::new(self.at(s)) as Box<dyn PatchMeta + 'a>),
+        }
+    }
+
+    fn parts(&self, name: &str) -> Option<FieldParts<'a>> {
         let (prop, required) = self.property(name)?;
         let resolved = self.resolve(prop);
 
@@ -294,15 +404,21 @@ impl PatchMeta for SchemaPatchMeta<'_> {
                 .get("additionalProperties")
                 .is_some_and(Value::is_object);
 
-        Some(FieldMeta {
+        Some(FieldParts {
             strategy,
             retain_keys,
             list_type,
             atomic_map,
             free_form_map,
             required,
-            elem: elem_schema.map(|s| Box::new(self.at(s)) as Box<dyn PatchMeta + '_>),
+            elem: elem_schema,
         })
+    }
+}
+
+impl PatchMeta for SchemaPatchMeta<'_> {
+    fn field(&self, name: &str) -> Option<FieldMeta<'_>> {
+        self.parts(name).map(|p| self.meta_of(p))
     }
 
     fn default_value(&self, name: &str) -> Option<Value> {
@@ -317,6 +433,53 @@ impl PatchMeta for SchemaPatchMeta<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn cached_meta_answers_like_the_schema() {
+        let defs = crate::schema::definitions();
+        let plain = SchemaPatchMeta::new(defs, "io.k8s.api.core.v1.Pod");
+        let cached = CachedSchemaMeta::new(defs, "io.k8s.api.core.v1.Pod");
+        // The debug form of each field's meta along `path`, read through `m`.
+        fn describe(m: &dyn PatchMeta, path: &[&str]) -> Vec<String> {
+            let Some((first, rest)) = path.split_first() else {
+                return Vec::new();
+            };
+            let fm = m.field(first);
+            let mut out = vec![format!("{fm:?}")];
+            if let Some(fm) = &fm {
+                out.extend(describe(fm.elem(), rest));
+            }
+            out
+        }
+        for path in [
+            &["spec", "containers", "ports", "containerPort"][..],
+            &["spec", "tolerations"],
+            &["metadata", "labels", "app"],
+            &["metadata", "ownerReferences", "uid"],
+            &["nonsense", "x"],
+        ] {
+            // Twice: the second answers come from the cache.
+            for _ in 0..2 {
+                assert_eq!(describe(&cached, path), describe(&plain, path), "{path:?}");
+            }
+        }
+        let spec = cached.field("spec").unwrap();
+        let containers = spec.elem().field("containers").unwrap();
+        assert_eq!(
+            containers.apply_list_type(),
+            ListType::Map(vec!["name".to_string()])
+        );
+        let again = cached.field("spec").unwrap();
+        let labels = cached
+            .field("metadata")
+            .unwrap()
+            .elem()
+            .field("labels")
+            .map(|l| l.free_form_map);
+        assert_eq!(labels, Some(true));
+        assert!(again.elem().field("containers").unwrap().required);
+        assert!(cached.field("nonsense").is_none());
+    }
 
     fn defs() -> Map<String, Value> {
         let v = json!({

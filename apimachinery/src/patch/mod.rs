@@ -20,7 +20,9 @@ mod typed;
 use serde_json::Value;
 
 pub use managed::{ApplyError, Conflict, apply, decode_apply_patch, track_update};
-pub use meta::{FieldMeta, ListStrategy, ListType, PatchMeta, SchemaPatchMeta, Untyped};
+pub use meta::{
+    CachedSchemaMeta, FieldMeta, ListStrategy, ListType, PatchMeta, SchemaPatchMeta, Untyped,
+};
 
 /// The four patch formats kubectl sends, by `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

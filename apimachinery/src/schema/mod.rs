@@ -52,7 +52,14 @@ pub fn resolve_ref(schema: &Value) -> Option<&'static Value> {
 
 /// The definition name of a served resource's kind, e.g. `io.k8s.api.core.v1.Pod`.
 pub fn definition_name(res: &Resource) -> String {
-    definition_name_for(res.group, res.version, res.kind)
+    // The registry's names are static, so the map answers without a scan.
+    match BUILT
+        .by_gvk
+        .get(&(res.group, res.version, res.kind.to_string()))
+    {
+        Some(name) => name.clone(),
+        None => definition_name_for(res.group, res.version, res.kind),
+    }
 }
 
 /// The definition name of any group/version/kind the schema knows (lists included);

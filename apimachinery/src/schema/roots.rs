@@ -3,7 +3,8 @@
 //! WatchEvent, discovery documents).
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, certificates, coordination, core, discovery, events, networking, rbac,
+    apps, authentication, autoscaling, batch, certificates, coordination, core, discovery, events,
+    networking, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -146,6 +147,12 @@ pub(super) const ROOTS: &[Root] = &[
     // Subresource bodies.
     unlisted("", "v1", "Binding", add::<core::v1::Binding>),
     unlisted("autoscaling", "v1", "Scale", add::<autoscaling::v1::Scale>),
+    unlisted(
+        "authentication.k8s.io",
+        "v1",
+        "TokenRequest",
+        add::<authentication::v1::TokenRequest>,
+    ),
     // meta/v1 envelopes, which the real server files under the core group.
     unlisted("", "v1", "Status", add::<meta::v1::Status>),
     unlisted("", "v1", "APIGroup", add::<meta::v1::APIGroup>),

@@ -186,8 +186,8 @@ async fn delete_one(
             if updated == old {
                 return Ok((202, Some(old)));
             }
-            match objects.update(res, ctx.ns(), name, &updated, rv).await {
-                Ok(stored) => return Ok((200, Some(stored))),
+            match objects.update(res, ctx.ns(), name, updated, rv).await {
+                Ok(stored) => return Ok((200, Some(stored.object))),
                 Err(e) if e.code == 409 && attempt < 8 => attempt += 1,
                 Err(e) => return Err(e),
             }

@@ -6,18 +6,20 @@ mod subresource;
 mod watch;
 mod write;
 
+pub(crate) use write::format_time;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 use serde_json::{Value, json};
-use skiff_apimachinery::{Registry, Resource, openapi};
+use skiff_apimachinery::{Registry, Resource, Subresource, openapi};
 use tokio::sync::Mutex;
 
 use crate::auth::User;
 use crate::negotiate::{self, Output};
-use crate::objects::Objects;
+use crate::objects::{Objects, Written};
 use crate::request::{self, Query, ResourceRequest, Target, Verb};
 use crate::response::{self, Body};
 use crate::status::ApiError;
@@ -35,6 +37,11 @@ pub struct Api {
     pub(crate) alloc_lock: Mutex<()>,
     /// Signing for and talking to node agents (absent in servers without a CA key).
     pub(crate) kubelet: Option<crate::kubelet::KubeletAccess>,
+    /// Signs and verifies service-account tokens (absent: no TokenRequest, no JWTs).
+    pub(crate) sa_key: Option<Arc<crate::tokens::ServiceAccountKey>>,
+    /// Controllers make a `default` ServiceAccount in every namespace (pod admission waits
+    /// for it instead of skipping the token volume).
+    pub(crate) default_service_accounts: std::sync::atomic::AtomicBool,
 }
 
 impl Api {
@@ -50,7 +57,28 @@ impl Api {
             service_cidr,
             alloc_lock: Mutex::new(()),
             kubelet: None,
+            sa_key: None,
+            default_service_accounts: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Let the server issue and accept service-account tokens signed with `key`.
+    pub fn with_service_account_key(mut self, key: crate::tokens::ServiceAccountKey) -> Self {
+        self.sa_key = Some(Arc::new(key));
+        self
+    }
+
+    /// The user behind a service-account token, or 401.
+    pub async fn authenticate_service_account(&self, token: &str) -> Result<User, ApiError> {
+        crate::tokenrequest::authenticate(self, token).await
+    }
+
+    /// Say that controllers run and make every namespace's `default` ServiceAccount: pod
+    /// creates then wait a little for a missing one and are refused without it, as in
+    /// Kubernetes, instead of being admitted without a token volume.
+    pub fn expect_default_service_accounts(&self) {
+        self.default_service_accounts
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Let the server sign node agents' serving certificates and proxy to their logs.
@@ -117,7 +145,7 @@ impl Api {
 
     async fn route<B>(
         &self,
-        req: Request<B>,
+        mut req: Request<B>,
         user: Option<User>,
     ) -> Result<Response<Body>, ApiError>
     where
@@ -131,10 +159,30 @@ impl Api {
         let Some(user) = user else {
             return Err(ApiError::unauthorized());
         };
+        if let Some(review) = crate::reviews::find(&path) {
+            let (parts, body) = req.into_parts();
+            return crate::reviews::handle(review, &user, &parts.method, &parts.headers, body)
+                .await;
+        }
         let query = Query::parse(req.uri().query());
         match request::parse(self.registry, req.method(), &path, &query)? {
             Target::Other => self.non_resource(req.method(), &path, req.headers()),
             Target::Resource(rr) => {
+                if let Some(sub @ (Subresource::Exec | Subresource::PortForward)) = rr.subresource {
+                    let client = hyper::upgrade::on(&mut req);
+                    let raw_query = req.uri().query().unwrap_or_default().to_owned();
+                    let ctx = Ctx {
+                        api: self,
+                        res: rr.resource,
+                        namespace: rr.namespace.clone(),
+                        name: rr.name.clone(),
+                        query,
+                        headers: req.headers().clone(),
+                        user,
+                        output: Output::Json,
+                    };
+                    return crate::kubelet::stream(&ctx, sub, client, &raw_query).await;
+                }
                 let output = negotiate::output(req.headers())?;
                 let (parts, body) = req.into_parts();
                 let ctx = Ctx {
@@ -191,6 +239,22 @@ impl Api {
                     return Err(ApiError::not_acceptable(accept));
                 }
                 return Ok(response::bytes(200, "application/json", openapi::v2_json()));
+            }
+            [".well-known", "openid-configuration"] => {
+                let key = self
+                    .sa_key
+                    .as_ref()
+                    .ok_or_else(|| ApiError::no_route(path))?;
+                Some(key.openid_configuration())
+            }
+            ["openid", "v1", "jwks"] => {
+                let key = self
+                    .sa_key
+                    .as_ref()
+                    .ok_or_else(|| ApiError::no_route(path))?;
+                let body = serde_json::to_vec(&key.jwks())
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                return Ok(response::bytes(200, "application/jwk-set+json", body));
             }
             ["openapi", "v3"] => {
                 return Ok(response::bytes(
@@ -329,6 +393,14 @@ impl Ctx<'_> {
 
     pub fn now(&self) -> jiff::Timestamp {
         jiff::Timestamp::now()
+    }
+
+    /// Render a written object, reusing its JSON when that is the representation asked for.
+    pub fn render_written(&self, code: u16, written: Written) -> Response<Body> {
+        match self.output {
+            Output::Json => response::bytes(code, "application/json", written.json),
+            _ => self.render(code, &written.object),
+        }
     }
 
     /// Render one object for this request's representation.

@@ -1,4 +1,5 @@
-//! Subresources: `status`, `scale` (an `autoscaling/v1` Scale view), `binding` and `finalize`.
+//! Subresources: `status`, `scale` (an `autoscaling/v1` Scale view), `binding`, `finalize`,
+//! `log` (proxied to the agent) and `token` (`tokenrequest`).
 
 use http::Response;
 use serde_json::{Value, json};
@@ -35,6 +36,7 @@ pub async fn handle(
         (Subresource::Scale, Verb::Update | Verb::Patch) => scale_write(ctx, verb, body).await,
         (Subresource::Binding, Verb::Create) => bind(ctx, body).await,
         (Subresource::Log, Verb::Get) => crate::kubelet::log(ctx).await,
+        (Subresource::Token, Verb::Create) => crate::tokenrequest::create(ctx, body).await,
         (sub, verb) => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -247,7 +249,7 @@ async fn bind(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
         match ctx
             .api
             .objects
-            .update(ctx.res, ctx.ns(), &name, &new, rv)
+            .update(ctx.res, ctx.ns(), &name, new, rv)
             .await
         {
             Ok(_) => {

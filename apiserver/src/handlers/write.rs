@@ -6,14 +6,14 @@
 
 use http::Response;
 use serde_json::{Map, Value, json};
-use skiff_apimachinery::patch::{self, ApplyError, PatchError, PatchType, SchemaPatchMeta};
+use skiff_apimachinery::patch::{self, ApplyError, CachedSchemaMeta, PatchError, PatchType};
 use skiff_apimachinery::validation::{self, Cause};
 use skiff_apimachinery::{Resource, Subresource, defaults, schema};
 
 use super::Ctx;
 use crate::kinds;
 use crate::negotiate;
-use crate::objects::{self, meta_str, parse_rv};
+use crate::objects::{self, Written, meta_str, parse_rv};
 use crate::response::{self, Body};
 use crate::services;
 use crate::status::{ApiError, StatusCause};
@@ -104,8 +104,29 @@ fn random_suffix() -> String {
         .collect()
 }
 
-fn patch_meta(res: &Resource) -> SchemaPatchMeta<'static> {
-    SchemaPatchMeta::new(schema::definitions(), &schema::definition_name(res))
+fn patch_meta(res: &Resource) -> CachedSchemaMeta {
+    CachedSchemaMeta::new(schema::definitions(), &schema::definition_name(res))
+}
+
+/// What a create needs to know of its namespace; the rest of the stored object is skipped
+/// unparsed.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct NamespaceState {
+    metadata: NamespaceMeta,
+    status: NamespaceStatus,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct NamespaceMeta {
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct NamespaceStatus {
+    phase: Option<String>,
 }
 
 /// The namespace must exist and not be terminating before anything is created in it.
@@ -115,11 +136,13 @@ async fn check_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
         .registry
         .get("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-    let Some(obj) = ctx.api.objects.get(ns_res, None, ns).await? else {
+    let Some(kv) = ctx.api.objects.get_raw(ns_res, None, ns).await? else {
         return Err(ApiError::not_found(ns_res, ns));
     };
-    if obj.pointer("/metadata/deletionTimestamp").is_some()
-        || obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+    let state: NamespaceState = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    if state.metadata.deletion_timestamp.is_some()
+        || state.status.phase.as_deref() == Some("Terminating")
     {
         let mut e = ApiError::forbidden(format!(
             "unable to create new content in namespace {ns} because it is being terminated"
@@ -178,13 +201,13 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
     let (obj, warnings) = decode(ctx, &input)?;
     let created = create_object(ctx, obj).await?;
     Ok(response::with_warnings(
-        ctx.render(201, &created),
+        ctx.render_written(201, created),
         &warnings,
     ))
 }
 
 /// The create pipeline for a decoded object (also used by server-side apply on a new name).
-pub(super) async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value, ApiError> {
+pub(super) async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, ApiError> {
     let res = ctx.res;
     bind_identity(ctx, &mut obj)?;
     let now = ctx.now();
@@ -268,6 +291,11 @@ pub(super) async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value
     {
         patch::track_update(None, &mut obj, &manager, None, &patch_meta(res), now);
     }
+    // Mutating admission runs after managed fields are set, so its fields have no manager.
+    if res.group.is_empty() && res.kind == "Pod" {
+        crate::admission::admit_pod_create(ctx.api, ctx.ns().unwrap_or("default"), &name, &mut obj)
+            .await?;
+    }
     if res.kind == "CertificateSigningRequest" {
         crate::kubelet::sign_on_create(ctx.api.kubelet.as_ref(), &ctx.user, &mut obj)?;
     }
@@ -284,9 +312,9 @@ pub(super) async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value
         None
     };
     if dry_run {
-        return Ok(obj);
+        return Written::unstored(obj);
     }
-    ctx.api.objects.create(res, ctx.ns(), &name, &obj).await
+    ctx.api.objects.create(res, ctx.ns(), &name, obj).await
 }
 
 /// `PUT`: replace an object (or its status/finalizers through `sub`).
@@ -373,7 +401,7 @@ pub async fn patch(
                 let (obj, warnings) = decode(ctx, &merged)?;
                 let created = create_object(ctx, obj).await?;
                 return Ok(response::with_warnings(
-                    ctx.render(201, &created),
+                    ctx.render_written(201, created),
                     &warnings,
                 ));
             }
@@ -605,8 +633,9 @@ async fn write_update_tracked(
     }
     ctx.api
         .objects
-        .update(res, ctx.ns(), &name, &new, old_rv)
+        .update(res, ctx.ns(), &name, new, old_rv)
         .await
+        .map(|w| w.object)
 }
 
 /// A write that changes nothing keeps the old resourceVersion, as in Kubernetes.
