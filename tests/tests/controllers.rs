@@ -26,7 +26,11 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
+        // No time zone files, as on the appliance: CronJob time zones come from the built-in db.
+        let no_zoneinfo = dir.path().join("zoneinfo");
+        std::fs::create_dir_all(&no_zoneinfo).expect("empty zoneinfo dir");
         let server = Command::new(skiff_bin())
+            .env("TZDIR", &no_zoneinfo)
             .args(["server", "--data-dir"])
             .arg(&data)
             .args(["--listen", "127.0.0.1:0"])
@@ -102,7 +106,7 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+    fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
         let mut child = self
             .kubectl_cmd(args)
@@ -117,7 +121,11 @@ impl Cluster {
             .expect("stdin")
             .write_all(stdin.as_bytes())
             .expect("write");
-        let out = child.wait_with_output().expect("kubectl");
+        child.wait_with_output().expect("kubectl")
+    }
+
+    fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.kubectl_stdin(args, stdin);
         assert!(
             out.status.success(),
             "kubectl {} failed: {}",
@@ -1325,6 +1333,20 @@ spec:
     assert!(stamp.contains(":00+05:30") && stamp.len() == 25, "{stamp}");
     let out = c.ok(&["get", "cronjob", "kolkata"]);
     assert!(out.contains("Asia/Kolkata") || out.contains("*/1"), "{out}");
+    // A zone the database does not know is refused with the field's name.
+    let out = c.kubectl_stdin(
+        &["create", "-f", "-"],
+        "{\"apiVersion\":\"batch/v1\",\"kind\":\"CronJob\",\"metadata\":{\"name\":\"mars\"},\
+             \"spec\":{\"schedule\":\"* * * * *\",\"timeZone\":\"Mars/Olympus\",\"jobTemplate\":\
+             {\"spec\":{\"template\":{\"spec\":{\"restartPolicy\":\"Never\",\
+             \"containers\":[{\"name\":\"c\",\"image\":\"busybox\"}]}}}}}}",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "Mars/Olympus accepted");
+    assert!(
+        err.contains("spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -208,8 +208,15 @@ pub fn validate_cron_job(obj: &Value) -> Vec<Cause> {
             ));
         }
     }
+    // The IANA names only (jiff's database: the system's, else the one built in), as the real
+    // API server's LoadLocation; paths and local offsets are not zones.
     if let Some(tz) = str_at(spec, "timeZone")
-        && (tz.is_empty() || tz.contains(' ') || tz.starts_with('/'))
+        && (tz.is_empty()
+            || tz.contains(' ')
+            || tz.starts_with('/')
+            || tz.contains("..")
+            || tz == "Local"
+            || jiff::tz::db().get(tz).is_err())
     {
         errs.push(invalid(
             &path.child("timeZone"),
@@ -512,6 +519,29 @@ mod tests {
         assert!(
             msgs(&validate_cron_job(&cj)).contains(&"spec.schedule: Required value".to_string())
         );
+    }
+
+    #[test]
+    fn cron_job_time_zones() {
+        let mut cj = json!({"metadata": {"name": "hello"}, "spec": {
+            "schedule": "0 9 * * *", "concurrencyPolicy": "Allow", "timeZone": "Asia/Kolkata",
+            "jobTemplate": {"spec": {"template": template(Some("OnFailure"))}}}});
+        assert!(validate_cron_job(&cj).is_empty());
+        for bad in [
+            "Mars/Olympus",
+            "Local",
+            "../etc/passwd",
+            "/etc/localtime",
+            "",
+        ] {
+            cj["spec"]["timeZone"] = json!(bad);
+            assert_eq!(
+                msgs(&validate_cron_job(&cj)),
+                vec![format!(
+                    "spec.timeZone: Invalid value: \"{bad}\": unknown time zone {bad}"
+                )],
+            );
+        }
     }
 
     #[test]
