@@ -227,7 +227,12 @@ async fn handle(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["portForward", ns, pod] => return upgrade(data, &mut req, ns, pod, None),
-        ["exec", ns, pod, container] => return upgrade(data, &mut req, ns, pod, Some(container)),
+        ["exec", ns, pod, container] => {
+            return upgrade(data, &mut req, ns, pod, Some((Kind::Exec, container)));
+        }
+        ["attach", ns, pod, container] => {
+            return upgrade(data, &mut req, ns, pod, Some((Kind::Attach, container)));
+        }
         _ => {}
     }
     let ["containerLogs", ns, pod, container] = parts.as_slice() else {
@@ -325,14 +330,21 @@ async fn handle(
     r
 }
 
-/// Switch a `portForward` or `exec` request to SPDY/3.1 and serve it on the upgraded
+/// The remote-command endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Exec,
+    Attach,
+}
+
+/// Switch a `portForward`, `exec` or `attach` request to SPDY/3.1 and serve it on the upgraded
 /// connection.
 fn upgrade(
     data: &Path,
     req: &mut Request<hyper::body::Incoming>,
     ns: &str,
     pod: &str,
-    container: Option<&str>,
+    container: Option<(Kind, &str)>,
 ) -> Response<Body> {
     let wants_spdy = req
         .headers()
@@ -391,7 +403,7 @@ fn upgrade(
                 }
             });
         }
-        Some(container) => {
+        Some((Kind::Exec, container)) => {
             let spec = match crate::stream::exec_target(data, &uid, container) {
                 Ok(s) => s,
                 Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
@@ -408,6 +420,18 @@ fn upgrade(
             tokio::spawn(async move {
                 if let Ok(up) = on_upgrade.await {
                     crate::stream::exec(TokioIo::new(up), exe, state_dir, spec, request).await;
+                }
+            });
+        }
+        Some((Kind::Attach, container)) => {
+            let request = crate::stream::ExecRequest::from_query(&query);
+            let target = match crate::stream::attach_target(data, &uid, container, &request) {
+                Ok(t) => t,
+                Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+            };
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    crate::stream::attach(TokioIo::new(up), target, request).await;
                 }
             });
         }

@@ -9,8 +9,10 @@
 //! the stream's pipes as its stdio.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,7 +21,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::runtime::spec::{ContainerSpec, ExecSpec};
-use crate::spdy::{self, Stream, StreamWriter};
+use crate::runtime::wire;
+use crate::spdy::{self, Stream, StreamReader, StreamWriter};
 
 /// Subprotocol of port-forward streams.
 pub const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
@@ -174,8 +177,13 @@ impl ExecRequest {
     }
 }
 
-/// The running container `container` of pod `uid`: its spec and first process.
-pub fn exec_target(data: &Path, uid: &str, container: &str) -> Result<ExecSpec, String> {
+/// The newest attempt of container `container` of pod `uid`, if it is running: its state
+/// directory, spec and first process.
+fn running(
+    data: &Path,
+    uid: &str,
+    container: &str,
+) -> Result<(PathBuf, ContainerSpec, i32), String> {
     let dir = data
         .join("pods")
         .join(uid)
@@ -207,30 +215,92 @@ pub fn exec_target(data: &Path, uid: &str, container: &str) -> Result<ExecSpec, 
             "container {container} is not running (it has exited)"
         ));
     }
-    Ok(ExecSpec {
-        pid,
-        args: vec![],
-        env: spec.env,
-        cwd: spec.cwd,
-        uid: spec.uid,
-        gid: spec.gid,
-        groups: spec.groups,
-        capabilities: spec.capabilities,
-        no_new_privs: spec.no_new_privs,
-        seccomp: spec.seccomp,
-        cgroups: spec.cgroups,
+    Ok((adir, spec, pid))
+}
+
+/// The running container `container` of pod `uid`: its spec and first process.
+pub fn exec_target(data: &Path, uid: &str, container: &str) -> Result<ExecSpec, String> {
+    let (_, spec, pid) = running(data, uid, container)?;
+    Ok(ExecSpec::for_container(pid, &spec))
+}
+
+/// What an attach connects to: the shim's socket of the running container, and how the
+/// container was started.
+#[derive(Debug, Clone)]
+pub struct AttachTarget {
+    pub socket: PathBuf,
+    pub stdin: bool,
+    pub tty: bool,
+}
+
+/// The running container `container` of pod `uid`, for an attach that asks for `req`.
+pub fn attach_target(
+    data: &Path,
+    uid: &str,
+    container: &str,
+    req: &ExecRequest,
+) -> Result<AttachTarget, String> {
+    let (adir, spec, _) = running(data, uid, container)?;
+    if req.stdin && !spec.stdin {
+        return Err(format!(
+            "container {container} was not started with stdin: true, so there is no input to \
+             attach to; attach without -i, or set stdin: true on the container"
+        ));
+    }
+    Ok(AttachTarget {
+        socket: crate::runtime::attach::socket_path(&adir),
+        stdin: spec.stdin,
+        tty: spec.tty,
     })
 }
 
-/// Serve one exec session: collect the streams, run the command through the helper, copy
-/// stdio, and report how it ended on the error stream.
-pub async fn exec<IO>(
-    io: IO,
-    exe: PathBuf,
-    state_dir: PathBuf,
-    mut spec: ExecSpec,
-    req: ExecRequest,
-) where
+/// Where a remote-command session's output goes: one channel toward the client.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Spdy(StreamWriter),
+}
+
+impl Output {
+    /// Send `data`; false once the client is gone.
+    pub async fn send(&self, data: &[u8]) -> bool {
+        match self {
+            Self::Spdy(w) => w.send(data).await,
+        }
+    }
+
+    /// No more data on this channel.
+    pub async fn close(&self) {
+        match self {
+            Self::Spdy(w) => w.close().await,
+        }
+    }
+}
+
+/// The channels of one remote-command session (exec or attach), whatever carries them.
+pub struct Channels {
+    pub stdin: Option<StreamReader>,
+    pub stdout: Option<Output>,
+    pub stderr: Option<Output>,
+    pub resize: Option<StreamReader>,
+    pub error: Output,
+    /// Completes when the client's connection is gone.
+    pub gone: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Channels {
+    /// Close every output but the error channel.
+    async fn close_outputs(&mut self) {
+        for o in [&self.stdout, &self.stderr].into_iter().flatten() {
+            o.close().await;
+        }
+    }
+}
+
+/// Accept the SPDY streams a remote-command client opens for `req`: the error stream, then
+/// the requested stdio and, with a tty, the resize stream. `None` when the client gave up
+/// (what went wrong is reported on the error stream when there is one).
+async fn spdy_channels<IO>(io: IO, req: &ExecRequest) -> Option<Channels>
+where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut incoming = spdy::serve(io);
@@ -248,97 +318,217 @@ pub async fn exec<IO>(
     })
     .await
     .unwrap_or(false);
-    let Some(error) = streams.remove("error").map(|s| s.writer) else {
-        return;
-    };
+    let error = Output::Spdy(streams.remove("error")?.writer);
     if !gathered {
         report(
             &error,
             Err("timed out waiting for the client's streams".into()),
         )
         .await;
-        return;
+        return None;
     }
-    if req.tty {
-        report(
-            &error,
-            Err("a terminal (tty) is not supported by this node; run without -t".into()),
-        )
-        .await;
-        for s in streams.values() {
-            s.writer.close().await;
-        }
-        return;
-    }
-    spec.args = req.command.clone();
-    let code = run(&exe, &state_dir, &spec, &mut streams).await;
-    for s in streams.values() {
-        s.writer.close().await;
-    }
-    report(&error, code).await;
+    let mut take = |kind: &str| streams.remove(kind);
+    // The client only writes on stdin; our side of it stays open until the session ends
+    // (a half-close from us makes clients stop sending).
+    let stdin = take("stdin").map(|s| s.reader);
+    let resize = take("resize").map(|s| s.reader);
+    Some(Channels {
+        stdin,
+        stdout: take("stdout").map(|s| Output::Spdy(s.writer)),
+        stderr: take("stderr").map(|s| Output::Spdy(s.writer)),
+        resize,
+        error,
+        gone: Box::pin(async move { while incoming.recv().await.is_some() {} }),
+    })
 }
 
-async fn run(
+/// Serve one exec session over SPDY.
+pub async fn exec<IO>(io: IO, exe: PathBuf, state_dir: PathBuf, spec: ExecSpec, req: ExecRequest)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    if let Some(ch) = spdy_channels(io, &req).await {
+        exec_session(ch, exe, state_dir, spec, req).await;
+    }
+}
+
+/// Run the command through the helper, copy stdio, and report how it ended on the error
+/// channel.
+pub async fn exec_session(
+    mut ch: Channels,
+    exe: PathBuf,
+    state_dir: PathBuf,
+    mut spec: ExecSpec,
+    req: ExecRequest,
+) {
+    spec.args = req.command.clone();
+    let code = if req.tty {
+        run_tty(&exe, &state_dir, spec, &mut ch).await
+    } else {
+        run(&exe, &state_dir, &spec, &mut ch).await
+    };
+    ch.close_outputs().await;
+    report(&ch.error, code).await;
+}
+
+/// Write the helper's spec next to the container's state and start the helper on it.
+fn spawn_helper(
     exe: &Path,
     state_dir: &Path,
     spec: &ExecSpec,
-    streams: &mut HashMap<String, Stream>,
-) -> Result<i32, String> {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<(tokio::process::Child, SpecFile), String> {
     let path = state_dir.join(format!(
         "exec-{}.json",
         jiff::Timestamp::now().as_nanosecond()
     ));
     std::fs::write(&path, serde_json::to_vec(spec).unwrap_or_default())
         .map_err(|e| format!("write exec spec: {e}"))?;
+    let file = SpecFile(path);
     let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
     let child = tokio::process::Command::new(exe)
         .args(["container-init", "--exec"])
-        .arg(&path)
-        .stdin(pipe(streams.contains_key("stdin")))
-        .stdout(pipe(streams.contains_key("stdout")))
-        .stderr(pipe(streams.contains_key("stderr")))
+        .arg(&file.0)
+        .stdin(pipe(stdin))
+        .stdout(pipe(stdout))
+        .stderr(pipe(stderr))
         .kill_on_drop(true)
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            return Err(format!("start exec helper: {e}"));
-        }
-    };
-    let feed = match (child.stdin.take(), streams.remove("stdin")) {
-        (Some(mut w), Some(st)) => {
-            st.writer.close().await;
-            let mut r = st.reader;
-            Some(tokio::spawn(async move {
-                while let Some(b) = r.recv().await {
-                    if w.write_all(&b).await.is_err() {
-                        break;
-                    }
+        .spawn()
+        .map_err(|e| format!("start exec helper: {e}"))?;
+    Ok((child, file))
+}
+
+/// The helper's spec file, removed when the exec is over.
+struct SpecFile(PathBuf);
+
+impl Drop for SpecFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn run(
+    exe: &Path,
+    state_dir: &Path,
+    spec: &ExecSpec,
+    ch: &mut Channels,
+) -> Result<i32, String> {
+    let (mut child, _file) = spawn_helper(
+        exe,
+        state_dir,
+        spec,
+        ch.stdin.is_some(),
+        ch.stdout.is_some(),
+        ch.stderr.is_some(),
+    )?;
+    let feed = match (child.stdin.take(), ch.stdin.take()) {
+        (Some(mut w), Some(mut r)) => Some(tokio::spawn(async move {
+            while let Some(b) = r.recv().await {
+                if w.write_all(&b).await.is_err() {
+                    break;
                 }
-            }))
-        }
+            }
+        })),
         _ => None,
     };
-    let out_writer = streams.get("stdout").map(|s| s.writer.clone());
-    let err_writer = streams.get("stderr").map(|s| s.writer.clone());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     // stdin may stay open after the command exits: the outputs and the exit end the session.
     let ((), (), status) = tokio::join!(
-        copy_out(stdout, out_writer),
-        copy_out(stderr, err_writer),
+        copy_out(stdout, ch.stdout.clone()),
+        copy_out(stderr, ch.stderr.clone()),
         child.wait()
     );
     if let Some(f) = feed {
         f.abort();
     }
-    let _ = std::fs::remove_file(&path);
     let status = status.map_err(|e| format!("wait for exec helper: {e}"))?;
     Ok(status.code().unwrap_or(137))
 }
 
-async fn copy_out<R: AsyncRead + Unpin>(from: Option<R>, to: Option<StreamWriter>) {
+/// How long to wait for the client's first window size before starting a terminal.
+const FIRST_SIZE_WAIT: Duration = Duration::from_secs(2);
+
+/// Exec on a terminal: the helper gets [`wire`] frames (stdin and window sizes) on its stdin
+/// and writes the terminal's output to its stdout. When the client's channels end, the
+/// helper's stdin closes and it hangs the terminal up.
+async fn run_tty(
+    exe: &Path,
+    state_dir: &Path,
+    mut spec: ExecSpec,
+    ch: &mut Channels,
+) -> Result<i32, String> {
+    spec.tty = true;
+    let mut sizes = wire::ResizeParser::default();
+    let mut resize = ch.resize.take();
+    if let Some(r) = resize.as_mut() {
+        // Start at the client's size, so the first thing the command sees is right.
+        let first = tokio::time::timeout(FIRST_SIZE_WAIT, async {
+            while let Some(b) = r.recv().await {
+                if let Some(last) = sizes.feed(&b).last() {
+                    return Some(*last);
+                }
+            }
+            None
+        });
+        spec.size = first.await.ok().flatten();
+    }
+    let (mut child, _file) = spawn_helper(exe, state_dir, &spec, true, true, true)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let mut tasks = Vec::new();
+    if let Some(mut w) = child.stdin.take() {
+        tasks.push(tokio::spawn(async move {
+            while let Some(f) = rx.recv().await {
+                if w.write_all(&f).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    if let Some(mut r) = ch.stdin.take() {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(b) = r.recv().await {
+                if tx.send(wire::frame(wire::STDIN, &b)).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    if let Some(mut r) = resize {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(b) = r.recv().await {
+                for (w, h) in sizes.feed(&b) {
+                    if tx.send(wire::resize(w, h)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    // Without client channels that could end, the terminal stays up until the command exits.
+    let keep = (tasks.len() < 2).then(|| tx.clone());
+    drop(tx);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    // The helper's own errors (before the terminal exists) are shown like terminal output.
+    let ((), (), status) = tokio::join!(
+        copy_out(stdout, ch.stdout.clone()),
+        copy_out(stderr, ch.stdout.clone()),
+        child.wait()
+    );
+    drop(keep);
+    for t in tasks {
+        t.abort();
+    }
+    let status = status.map_err(|e| format!("wait for exec helper: {e}"))?;
+    Ok(status.code().unwrap_or(137))
+}
+
+async fn copy_out<R: AsyncRead + Unpin>(from: Option<R>, to: Option<Output>) {
     let (Some(mut from), Some(to)) = (from, to) else {
         return;
     };
@@ -353,7 +543,104 @@ async fn copy_out<R: AsyncRead + Unpin>(from: Option<R>, to: Option<StreamWriter
             }
         }
     }
-    to.close().await;
+}
+
+/// Serve one attach session over SPDY.
+pub async fn attach<IO>(io: IO, target: AttachTarget, req: ExecRequest)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    if let Some(ch) = spdy_channels(io, &req).await {
+        attach_session(ch, target).await;
+    }
+}
+
+/// Connect the client's channels to the container's shim until the container exits or the
+/// client goes away, then report on the error channel.
+pub async fn attach_session(mut ch: Channels, target: AttachTarget) {
+    let gone = std::mem::replace(&mut ch.gone, Box::pin(std::future::pending()));
+    let result = tokio::select! {
+        r = attached(&mut ch, &target) => r,
+        () = gone => Ok(()),
+    };
+    ch.close_outputs().await;
+    report(&ch.error, result.map(|()| 0)).await;
+}
+
+async fn attached(ch: &mut Channels, target: &AttachTarget) -> Result<(), String> {
+    let not_running =
+        |e: std::io::Error| format!("cannot attach: the container is not running ({e})");
+    let dir = std::fs::File::open(target.socket.parent().unwrap_or(Path::new("/")))
+        .map_err(not_running)?;
+    let conn = tokio::net::UnixStream::connect(crate::runtime::attach::short_path(&dir))
+        .await
+        .map_err(not_running)?;
+    drop(dir);
+    let (mut rd, mut wr) = conn.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let mut tasks = vec![tokio::spawn(async move {
+        while let Some(f) = rx.recv().await {
+            if wr.write_all(&f).await.is_err() {
+                break;
+            }
+        }
+    })];
+    if let Some(mut r) = ch.stdin.take().filter(|_| target.stdin) {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(b) = r.recv().await {
+                if tx.send(wire::frame(wire::STDIN, &b)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(wire::frame(wire::STDIN_CLOSE, &[])).await;
+        }));
+    }
+    if let Some(mut r) = ch.resize.take().filter(|_| target.tty) {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sizes = wire::ResizeParser::default();
+            while let Some(b) = r.recv().await {
+                for (w, h) in sizes.feed(&b) {
+                    if tx.send(wire::resize(w, h)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    let stdout = ch.stdout.clone();
+    // On a terminal everything is stdout.
+    let stderr = if target.tty {
+        ch.stdout.clone()
+    } else {
+        ch.stderr.clone()
+    };
+    let mut decoder = wire::Decoder::default();
+    let mut buf = vec![0u8; 32 * 1024];
+    'read: loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => decoder.feed(&buf[..n]),
+        }
+        while let Some((kind, payload)) = decoder.next_frame().map_err(|e| e.to_string())? {
+            let to = match kind {
+                wire::STDOUT => &stdout,
+                wire::STDERR => &stderr,
+                _ => continue,
+            };
+            if let Some(o) = to
+                && !o.send(&payload).await
+            {
+                break 'read;
+            }
+        }
+    }
+    drop(tx);
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
 }
 
 /// The v4 error stream's content: a `Status` saying how the command ended.
@@ -378,7 +665,7 @@ fn status_json(result: &Result<i32, String>) -> serde_json::Value {
     }
 }
 
-async fn report(error: &StreamWriter, result: Result<i32, String>) {
+async fn report(error: &Output, result: Result<i32, String>) {
     let body = serde_json::to_vec(&status_json(&result)).unwrap_or_default();
     error.send(&body).await;
     error.close().await;

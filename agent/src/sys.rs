@@ -411,3 +411,64 @@ pub fn open_ns(path: &Path) -> std::io::Result<OwnedFd> {
 pub fn under(root: &Path, inside: &str) -> PathBuf {
     root.join(inside.trim_start_matches('/'))
 }
+
+/// Set the window size of the terminal `fd` (TIOCSWINSZ); the foreground process group
+/// gets SIGWINCH.
+pub fn set_window_size(fd: BorrowedFd<'_>, width: u16, height: u16) -> nix::Result<()> {
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which outlives the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &raw const ws) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
+/// Make the terminal `fd` the controlling terminal of the calling session leader
+/// (TIOCSCTTY).
+pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument and touches no memory of ours.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
+/// Send `fd` over the unix socket `sock` (SCM_RIGHTS): how a container's first process
+/// hands the master side of the terminal it opened in its own devpts to the shim.
+pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> nix::Result<()> {
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    nix::sys::socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(b"t")],
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+}
+
+/// Receive one descriptor sent with [`send_fd`]; `None` when the peer closed without one.
+pub fn recv_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
+            && let Some(fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this descriptor in our table for us; nothing
+            // else owns it.
+            return Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(*fd) });
+        }
+    }
+    None
+}

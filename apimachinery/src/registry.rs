@@ -41,6 +41,15 @@ pub enum Subresource {
     Exec,
     /// `portforward`: TCP connections to a pod's ports over an upgraded connection.
     PortForward,
+    /// `attach`: the stdio of a pod's running container, streamed over an upgraded connection.
+    Attach,
+}
+
+impl Subresource {
+    /// Served over an upgraded (SPDY or WebSocket) connection rather than as an object.
+    pub fn is_streaming(self) -> bool {
+        matches!(self, Self::Exec | Self::PortForward | Self::Attach)
+    }
 }
 
 impl Subresource {
@@ -54,6 +63,7 @@ impl Subresource {
             Self::Token => "token",
             Self::Exec => "exec",
             Self::PortForward => "portforward",
+            Self::Attach => "attach",
         }
     }
 
@@ -64,7 +74,7 @@ impl Subresource {
             Self::Binding | Self::Token => &["create"],
             Self::Finalize => &["update"],
             Self::Log => &["get"],
-            Self::Exec | Self::PortForward => &["create", "get"],
+            Self::Exec | Self::PortForward | Self::Attach => &["create", "get"],
         }
     }
 
@@ -79,6 +89,7 @@ impl Subresource {
             Self::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
             Self::Exec => ("", "v1", "PodExecOptions"),
             Self::PortForward => ("", "v1", "PodPortForwardOptions"),
+            Self::Attach => ("", "v1", "PodAttachOptions"),
         }
     }
 }
@@ -365,7 +376,7 @@ fn leak_lowercase(s: &'static str) -> &'static str {
 
 fn builtin_resources() -> Vec<Resource> {
     use Scope::{Cluster, Namespaced};
-    use Subresource::{Binding, Exec, Finalize, Log, PortForward, Scale, Status, Token};
+    use Subresource::{Attach, Binding, Exec, Finalize, Log, PortForward, Scale, Status, Token};
     const ALL: &[&str] = &["all"];
     const NONE: &[&str] = &[];
     let mut events_v1 = def::<events::v1::Event>(Def {
@@ -401,7 +412,7 @@ fn builtin_resources() -> Vec<Resource> {
             scope: Namespaced,
             short_names: &["po"],
             categories: ALL,
-            subresources: &[Status, Binding, Log, Exec, PortForward],
+            subresources: &[Status, Binding, Log, Exec, PortForward, Attach],
         }),
         def::<core::v1::Node>(Def {
             group: "",

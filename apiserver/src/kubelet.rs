@@ -221,7 +221,7 @@ async fn agent_endpoint(ctx: &Ctx<'_>, pod: &Value, name: &str) -> Result<(IpAdd
     Ok((ip, port))
 }
 
-/// `pods/{name}/exec` and `pods/{name}/portforward`: check the pod (and container), then
+/// `pods/{name}/exec`, `pods/{name}/attach` and `pods/{name}/portforward`: check the pod (and container), then
 /// open the same upgrade to the node's agent and splice the two connections once both sides
 /// switched protocols. Only SPDY/3.1 is served; kubectl falls back to it when a WebSocket
 /// upgrade is refused.
@@ -252,18 +252,28 @@ pub async fn stream(
     } = target(ctx).await?;
     let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
     let path = match sub {
-        Subresource::Exec => {
+        Subresource::Exec | Subresource::Attach => {
             let container = choose_container(&pod, &name, ctx.query.get("container"))?;
-            if ctx.query.get("command").is_none_or(str::is_empty) {
+            if sub == Subresource::Exec && ctx.query.get("command").is_none_or(str::is_empty) {
                 return Err(ApiError::bad_request("you must specify at least 1 command"));
             }
-            if pod["status"]["phase"] == "Succeeded" || pod["status"]["phase"] == "Failed" {
+            let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+            if phase == "Succeeded" || phase == "Failed" {
                 return Err(ApiError::bad_request(format!(
-                    "cannot exec into a container in a completed pod; current phase is {}",
-                    pod["status"]["phase"].as_str().unwrap_or_default()
+                    "cannot {} a container in a completed pod; current phase is {phase}",
+                    if sub == Subresource::Exec {
+                        "exec into"
+                    } else {
+                        "attach to"
+                    }
                 )));
             }
-            format!("/exec/{ns}/{name}/{container}?{raw_query}&podUID={uid}")
+            let verb = if sub == Subresource::Exec {
+                "exec"
+            } else {
+                "attach"
+            };
+            format!("/{verb}/{ns}/{name}/{container}?{raw_query}&podUID={uid}")
         }
         _ => format!("/portForward/{ns}/{name}?podUID={uid}"),
     };

@@ -269,3 +269,225 @@ fn port_forward_and_exec_reach_pods_through_the_agent() {
         text(&out.stderr)
     );
 }
+
+/// Runs a command on a new terminal (size 33 rows x 101 columns), types `TYPE` (with `\r`
+/// for Enter) once the command has printed something, echoes what the terminal shows, and
+/// exits with the command's exit code. Everything is bounded by a 60 s deadline.
+const ON_A_TERMINAL: &str = r#"
+import os, pty, sys, fcntl, termios, struct, select, subprocess, time
+typed = sys.argv[1].encode()
+master, slave = pty.openpty()
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+p = subprocess.Popen(sys.argv[2:], stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+os.close(slave)
+out = b""
+start = time.time()
+sent = False
+while time.time() - start < 60:
+    if not sent and (out or time.time() - start > 3):
+        time.sleep(0.5)
+        os.write(master, typed)
+        sent = True
+    r, _, _ = select.select([master], [], [], 0.2)
+    if r:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    elif p.poll() is not None:
+        break
+else:
+    p.kill()
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(p.wait())
+"#;
+
+/// Run kubectl `args` on a terminal through [`ON_A_TERMINAL`], typing `typed`.
+fn kubectl_on_terminal(c: &Cluster, typed: &str, args: &[&str]) -> Output {
+    let kubectl = c.server.kubectl_cmd(args);
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", ON_A_TERMINAL, typed])
+        .arg(kubectl.get_program())
+        .args(kubectl.get_args());
+    for (k, v) in kubectl.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::null()).output().expect("python3")
+}
+
+#[test]
+fn terminals_attach_and_interactive_run() {
+    if !can_run_agents() {
+        return;
+    }
+    let c = Cluster::start(ClusterOptions::default());
+    let node = c.agents[0].name.clone();
+    c.apply(&busybox_pod("shell", &node, "sleep 3600", "", ""));
+    c.apply(&busybox_pod(
+        "ticker",
+        &node,
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done",
+        "",
+        "",
+    ));
+    c.apply(&busybox_pod(
+        "done",
+        &node,
+        "true",
+        "  restartPolicy: Never\n",
+        "",
+    ));
+    for pod in ["shell", "ticker"] {
+        eventually(Duration::from_secs(60), &format!("{pod} Running"), || {
+            (c.pod_status(pod)["phase"] == "Running").then_some(())
+        });
+    }
+    let t = Duration::from_secs(30);
+
+    // exec -it: the command sees a terminal from the container's devpts at the client's
+    // size, reads what is typed, and its exit code comes back.
+    let out = kubectl_on_terminal(
+        &c,
+        "abc\r",
+        &[
+            "exec",
+            "-it",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "tty; stty size; read x; echo got-$x; exit 3",
+        ],
+    );
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{shown}\n{}", c.agent_logs());
+    assert!(shown.contains("/dev/pts/0"), "{shown}");
+    assert!(shown.contains("33 101"), "{shown}");
+    assert!(shown.contains("got-abc"), "{shown}");
+
+    // attach to a running pod: its new output appears.
+    let before = eventually(Duration::from_secs(20), "ticker has ticked", || {
+        let logs = c.server.ok(&["logs", "ticker"]);
+        (logs.lines().count() >= 2).then_some(logs.lines().count())
+    });
+    let mut attach = c
+        .server
+        .kubectl_cmd(&["attach", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl attach");
+    let stdout = attach.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut ticks = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ticks.len() < 2 {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        if let Some(n) = line
+            .strip_prefix("tick ")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            ticks.push(n);
+        }
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert_eq!(ticks.len(), 2, "ticks seen through attach: {ticks:?}");
+    assert!(
+        ticks[0] + 1 >= before && ticks[1] == ticks[0] + 1,
+        "{ticks:?} after {before} lines"
+    );
+
+    // run -i with piped stdin: stdin is kept open for the attach, closed after it
+    // (stdinOnce), the output comes back and --rm deletes the pod.
+    let out = kubectl_timed(
+        &c,
+        &[
+            "run",
+            "-i",
+            "--rm",
+            "--image=busybox",
+            "--restart=Never",
+            &format!("--overrides={{\"spec\":{{\"nodeName\":\"{node}\"}}}}"),
+            "piped",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x",
+        ],
+        Some("hello\n"),
+        Duration::from_secs(90),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("got hello"),
+        "{}",
+        text(&out.stdout)
+    );
+    eventually(Duration::from_secs(30), "pod piped deleted", || {
+        let o = c.server.kubectl(&["get", "pod", "piped"]);
+        (!o.status.success()).then_some(())
+    });
+
+    // run -it on a terminal: the container gets a terminal, the attach types into it.
+    let out = kubectl_on_terminal(
+        &c,
+        "hello\r",
+        &[
+            "run",
+            "-it",
+            "--rm",
+            "--image=busybox",
+            "--restart=Never",
+            &format!("--overrides={{\"spec\":{{\"nodeName\":\"{node}\"}}}}"),
+            "interactive",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x; tty",
+        ],
+    );
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}\n{}", c.agent_logs());
+    assert!(shown.contains("got hello"), "{shown}");
+    assert!(shown.contains("/dev/pts/0"), "{shown}");
+    eventually(Duration::from_secs(30), "pod interactive deleted", || {
+        let o = c.server.kubectl(&["get", "pod", "interactive"]);
+        (!o.status.success()).then_some(())
+    });
+
+    // Errors: stdin asked of a container without it; exec into a completed pod.
+    let out = kubectl_timed(&c, &["attach", "-i", "shell"], Some("x\n"), t);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not started with stdin: true"),
+        "{}",
+        text(&out.stderr)
+    );
+    eventually(Duration::from_secs(60), "done Succeeded", || {
+        (c.pod_status("done")["phase"] == "Succeeded").then_some(())
+    });
+    let out = kubectl_timed(&c, &["exec", "done", "--", "true"], None, t);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot exec into a container in a completed pod"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -965,19 +965,7 @@ impl Worker {
         let Some(inst) = ctr.current.as_ref() else {
             return;
         };
-        let exec_base = ExecSpec {
-            pid: inst.meta.pid,
-            args: vec![],
-            env: inst.spec.env.clone(),
-            cwd: inst.spec.cwd.clone(),
-            uid: inst.spec.uid,
-            gid: inst.spec.gid,
-            groups: inst.spec.groups.clone(),
-            capabilities: inst.spec.capabilities,
-            no_new_privs: inst.spec.no_new_privs,
-            seccomp: inst.spec.seccomp,
-            cgroups: inst.spec.cgroups.clone(),
-        };
+        let exec_base = ExecSpec::for_container(inst.meta.pid, &inst.spec);
         let state_dir = inst.spec.state_dir.clone();
         let exe = self.ctx.runtime.exe.clone();
         let exec: probe::ExecFn = Arc::new(move |args, timeout| {
@@ -1304,6 +1292,9 @@ impl Worker {
             log_max_bytes: LOG_MAX_BYTES,
             log_max_files: LOG_MAX_FILES,
             state_dir: adir.to_path_buf(),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
         })
     }
 
@@ -1370,17 +1361,8 @@ impl Worker {
         let timeout = deadline.saturating_duration_since(Instant::now());
         if let Some(e) = &h.exec {
             let es = ExecSpec {
-                pid,
                 args: e.command.clone().unwrap_or_default(),
-                env: spec.env.clone(),
-                cwd: spec.cwd.clone(),
-                uid: spec.uid,
-                gid: spec.gid,
-                groups: spec.groups.clone(),
-                capabilities: spec.capabilities,
-                no_new_privs: spec.no_new_privs,
-                seccomp: spec.seccomp,
-                cgroups: spec.cgroups.clone(),
+                ..ExecSpec::for_container(pid, spec)
             };
             let path = spec.state_dir.join("prestop.json");
             let _ = run_exec(&self.ctx.runtime.exe, &path, &es, timeout).await;

@@ -26,12 +26,15 @@ use super::caps;
 use super::rootfs::secure_join;
 use super::seccomp;
 use super::spec::{ContainerSpec, ExecSpec, Exit, SandboxSpec, Started};
+use super::wire;
 use crate::sys::{Forked, Syscall, open_ns};
 
 /// Default PATH when the container's environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Longest line kept whole in the log; longer output is split into partial ("P") records.
 const MAX_LINE: usize = 16 * 1024;
+/// How long an exec'd process may outlive the hangup of its terminal.
+const HANGUP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A step of container setup that failed, with the OS error.
 #[derive(Debug, thiserror::Error)]
@@ -117,19 +120,59 @@ fn shim(
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (sync_r, sync_w) = pipe()?;
+    // stdin: a pipe the shim keeps open for attached clients, or the terminal.
+    let stdin = if spec.stdin && !spec.tty {
+        Some(pipe()?)
+    } else {
+        None
+    };
+    let terminal = if spec.tty {
+        Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(err("terminal socket pair"))?,
+        )
+    } else {
+        None
+    };
     join_pod_namespaces(sys, spec)?;
     sys.unshare(CloneFlags::CLONE_NEWPID)
         .map_err(err("unshare pid namespace"))?;
     match sys.fork().map_err(err("fork"))? {
         Forked::Child => {
             drop((out_r, err_r, sync_r));
-            let e = child(sys, spec, out_w, err_w);
+            let stdio = ChildStdio {
+                stdin: stdin.map(|(r, w)| {
+                    drop(w);
+                    r
+                }),
+                stdout: out_w,
+                stderr: err_w,
+                terminal: terminal.map(|(parent, child)| {
+                    drop(parent);
+                    child
+                }),
+            };
+            let e = child(sys, spec, stdio);
             let mut w = File::from(sync_w);
             let _ = w.write_all(e.to_string().as_bytes());
             crate::sys::exit_now(127);
         }
         Forked::Parent(pid) => {
             drop((out_w, err_w, sync_w));
+            let stdin = stdin.map(|(r, w)| {
+                drop(r);
+                File::from(w)
+            });
+            // The first process sends the terminal it opened, or closes the socket on exec.
+            let master = terminal.and_then(|(parent, child)| {
+                drop(child);
+                crate::sys::recv_fd(&parent)
+            });
             let shim_pid = std::process::id();
             let _ = write_json(
                 &spec.state_dir.join("state.json"),
@@ -139,6 +182,14 @@ fn shim(
             let _ = File::from(sync_r).read_to_string(&mut msg);
             let shim_pid = i32::try_from(shim_pid).ok();
             let exec_error = if msg.is_empty() { None } else { Some(msg) };
+            // Listening before the start is reported: an attach may follow at once.
+            let listener = match super::attach::listen(&spec.state_dir) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("container-init: attach socket: {e}");
+                    None
+                }
+            };
             report(&Started {
                 pid: Some(pid.as_raw()),
                 shim_pid,
@@ -146,12 +197,33 @@ fn shim(
             });
             detach_stdio();
             let mut log = LogWriter::open(spec);
-            pump(&mut log, out_r, err_r);
+            let io = super::attach::ContainerIo {
+                stdout: Some(out_r),
+                stderr: Some(err_r),
+                terminal: master.map(File::from),
+                stdin,
+                stdin_once: spec.stdin_once,
+                hello: serde_json::to_vec(&serde_json::json!({
+                    "stdin": spec.stdin, "stdinOnce": spec.stdin_once, "tty": spec.tty,
+                }))
+                .unwrap_or_default(),
+            };
+            super::attach::serve(&mut log, io, listener);
+            let _ = std::fs::remove_file(super::attach::socket_path(&spec.state_dir));
             let exit = wait_exit(pid, exec_error);
             let _ = write_json(&spec.state_dir.join("exit.json"), &exit);
             Ok(0)
         }
     }
+}
+
+/// The container's first process's ends of its stdio.
+struct ChildStdio {
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    /// Where to send the terminal's master side (`tty: true`).
+    terminal: Option<OwnedFd>,
 }
 
 /// Point stdin/stdout at /dev/null so the agent's pipe closes and a dead agent cannot stall us.
@@ -212,17 +284,38 @@ fn join_pod_namespaces(sys: &dyn Syscall, spec: &ContainerSpec) -> Result<(), Se
 }
 
 /// The container's first process: everything from here ends in exec or an error.
-fn child(sys: &dyn Syscall, spec: &ContainerSpec, out: OwnedFd, errfd: OwnedFd) -> SetupError {
-    if let Ok(null) = File::open("/dev/null") {
-        let _ = nix::unistd::dup2_stdin(null.as_fd());
+fn child(sys: &dyn Syscall, spec: &ContainerSpec, stdio: ChildStdio) -> SetupError {
+    match stdio.stdin {
+        Some(r) => {
+            let _ = nix::unistd::dup2_stdin(r.as_fd());
+        }
+        None => {
+            if let Ok(null) = File::open("/dev/null") {
+                let _ = nix::unistd::dup2_stdin(null.as_fd());
+            }
+        }
     }
-    let _ = nix::unistd::dup2_stdout(out.as_fd());
-    let _ = nix::unistd::dup2_stderr(errfd.as_fd());
-    drop((out, errfd));
-    match setup(sys, spec) {
-        Ok(()) => exec(sys, spec),
-        Err(e) => e,
+    let _ = nix::unistd::dup2_stdout(stdio.stdout.as_fd());
+    let _ = nix::unistd::dup2_stderr(stdio.stderr.as_fd());
+    drop((stdio.stdout, stdio.stderr));
+    if let Err(e) = setup(sys, spec) {
+        return e;
     }
+    if let Some(sock) = stdio.terminal
+        && let Err(e) = open_terminal(sys, &sock)
+    {
+        return e;
+    }
+    exec(sys, spec)
+}
+
+/// Open a terminal in the container's devpts, make it this process's controlling terminal
+/// and stdio, and send its master side to the shim over `sock`.
+fn open_terminal(sys: &dyn Syscall, sock: &OwnedFd) -> Result<(), SetupError> {
+    let pty = nix::pty::openpty(None, None).map_err(err("open a terminal"))?;
+    take_terminal(sys, pty.slave)?;
+    crate::sys::send_fd(sock, &pty.master).map_err(err("hand the terminal to the shim"))?;
+    Ok(())
 }
 
 /// Namespaces, cgroups, root filesystem, then privileges: all before exec.
@@ -598,9 +691,26 @@ fn exec_in(sys: &dyn Syscall, spec: &ExecSpec) -> Result<i32, SetupError> {
             .map_err(err(format!("join {ns} namespace")))?;
     }
     drop(fds);
+    // The terminal comes from the container's own devpts: /dev/ptmx now resolves in its
+    // mount namespace.
+    let pty = if spec.tty {
+        let size = spec.size.map(|(w, h)| nix::pty::Winsize {
+            ws_row: h,
+            ws_col: w,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        Some(nix::pty::openpty(size.as_ref(), None).map_err(err("open a terminal"))?)
+    } else {
+        None
+    };
     match sys.fork().map_err(err("fork"))? {
         Forked::Child => {
             let e = (|| {
+                if let Some(pty) = pty {
+                    drop(pty.master);
+                    take_terminal(sys, pty.slave)?;
+                }
                 let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
                 sys.chdir(Path::new(cwd))
                     .map_err(err(format!("chdir {cwd}")))?;
@@ -620,12 +730,137 @@ fn exec_in(sys: &dyn Syscall, spec: &ExecSpec) -> Result<i32, SetupError> {
             eprintln!("{e}");
             crate::sys::exit_now(126);
         }
-        Forked::Parent(pid) => Ok(wait_exit(pid, None).exit_code),
+        Forked::Parent(pid) => match pty {
+            None => Ok(wait_exit(pid, None).exit_code),
+            Some(pty) => {
+                drop(pty.slave);
+                Ok(relay_terminal(pid, pty.master))
+            }
+        },
     }
 }
 
+/// In a new session, make `tty` the controlling terminal and stdin, stdout and stderr.
+fn take_terminal(sys: &dyn Syscall, tty: OwnedFd) -> Result<(), SetupError> {
+    sys.setsid().map_err(err("setsid"))?;
+    crate::sys::set_controlling_terminal(tty.as_fd()).map_err(err("set controlling terminal"))?;
+    nix::unistd::dup2_stdin(tty.as_fd()).map_err(err("terminal as stdin"))?;
+    nix::unistd::dup2_stdout(tty.as_fd()).map_err(err("terminal as stdout"))?;
+    nix::unistd::dup2_stderr(tty.as_fd()).map_err(err("terminal as stderr"))?;
+    Ok(())
+}
+
+/// Between the agent and the terminal of process `pid`: [`wire`] frames on stdin (input,
+/// window sizes) go to the terminal, its output to stdout. When stdin ends (the client went
+/// away) the terminal is hung up, which sends SIGHUP to the process. Returns its exit code
+/// once it has exited and its output is drained.
+fn relay_terminal(pid: Pid, master: OwnedFd) -> i32 {
+    let mut master = Some(File::from(master));
+    let mut input = Some(std::io::stdin().lock());
+    let mut output = std::io::stdout().lock();
+    let mut decoder = wire::Decoder::default();
+    let mut exit = None;
+    let mut chunk = vec![0u8; 32 * 1024];
+    // Once the process is gone, what it wrote is drained until the terminal is quiet.
+    let mut quiet_rounds = 0;
+    // A process that outlives its hangup by this long is killed.
+    let mut hung_up: Option<std::time::Instant> = None;
+    while master.is_some() || exit.is_none() {
+        if hung_up.is_some_and(|t| t.elapsed() > HANGUP_GRACE) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let (input_ready, master_ready) = {
+            let mut fds = Vec::new();
+            if let Some(i) = &input {
+                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(m) = &master {
+                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, PollTimeout::from(100u8)) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(_) => break,
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            let mut it = ready.into_iter();
+            let i = if input.is_some() {
+                it.next().unwrap_or(false)
+            } else {
+                false
+            };
+            let m = if master.is_some() {
+                it.next().unwrap_or(false)
+            } else {
+                false
+            };
+            (i, m)
+        };
+        if input_ready && let Some(i) = input.as_mut() {
+            match i.read(&mut chunk) {
+                Ok(0) | Err(_) => {
+                    // The session is over: hang up.
+                    input = None;
+                    master = None;
+                    hung_up.get_or_insert_with(std::time::Instant::now);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP);
+                }
+                Ok(n) => {
+                    decoder.feed(&chunk[..n]);
+                    while let Ok(Some((kind, payload))) = decoder.next_frame() {
+                        let Some(m) = master.as_mut() else { break };
+                        match kind {
+                            wire::STDIN => {
+                                let _ = m.write_all(&payload);
+                            }
+                            wire::RESIZE => {
+                                if let Some((w, h)) = wire::parse_resize(&payload) {
+                                    let _ = crate::sys::set_window_size(m.as_fd(), w, h);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        if master_ready && let Some(m) = master.as_mut() {
+            match m.read(&mut chunk) {
+                // EIO: every holder of the terminal's other side has closed it.
+                Ok(0) | Err(_) => master = None,
+                Ok(n) => {
+                    quiet_rounds = 0;
+                    if output
+                        .write_all(&chunk[..n])
+                        .and_then(|()| output.flush())
+                        .is_err()
+                    {
+                        master = None;
+                    }
+                }
+            }
+        } else if exit.is_some() {
+            quiet_rounds += 1;
+            if quiet_rounds > 2 {
+                master = None;
+            }
+        }
+        if exit.is_none() {
+            match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => exit = Some(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => exit = Some(128 + sig as libc::c_int),
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(_) => exit = Some(255),
+            }
+        }
+    }
+    exit.unwrap_or(255)
+}
+
 /// The shim's log file: CRI format (`<RFC3339Nano> <stream> <F|P> <text>`), rotated by size.
-struct LogWriter {
+pub(super) struct LogWriter {
     path: PathBuf,
     file: Option<File>,
     size: u64,
@@ -634,7 +869,7 @@ struct LogWriter {
 }
 
 impl LogWriter {
-    fn open(spec: &ContainerSpec) -> Self {
+    pub(super) fn open(spec: &ContainerSpec) -> Self {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -690,13 +925,20 @@ impl LogWriter {
 }
 
 /// Splits a byte stream into log records.
-struct Lines {
+pub(super) struct Lines {
     stream: &'static str,
     buf: Vec<u8>,
 }
 
 impl Lines {
-    fn feed(&mut self, data: &[u8], log: &mut LogWriter) {
+    pub(super) fn new(stream: &'static str) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub(super) fn feed(&mut self, data: &[u8], log: &mut LogWriter) {
         self.buf.extend_from_slice(data);
         while let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.buf.drain(..=nl).collect();
@@ -708,66 +950,10 @@ impl Lines {
         }
     }
 
-    fn finish(&mut self, log: &mut LogWriter) {
+    pub(super) fn finish(&mut self, log: &mut LogWriter) {
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
             log.record(self.stream, 'F', &rest);
-        }
-    }
-}
-
-/// Copy both pipes into the log until the container closes them.
-fn pump(log: &mut LogWriter, out: OwnedFd, errfd: OwnedFd) {
-    let mut streams = [
-        (
-            Some(File::from(out)),
-            Lines {
-                stream: "stdout",
-                buf: Vec::new(),
-            },
-        ),
-        (
-            Some(File::from(errfd)),
-            Lines {
-                stream: "stderr",
-                buf: Vec::new(),
-            },
-        ),
-    ];
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let open: Vec<usize> = (0..2).filter(|i| streams[*i].0.is_some()).collect();
-        if open.is_empty() {
-            break;
-        }
-        let ready: Vec<(usize, bool)> = {
-            let mut fds: Vec<PollFd<'_>> = open
-                .iter()
-                .filter_map(|i| streams[*i].0.as_ref())
-                .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
-                .collect();
-            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(nix::Error::EINTR) => {}
-                Err(_) => break,
-            }
-            open.iter()
-                .zip(fds.iter())
-                .map(|(i, f)| (*i, f.revents().is_some_and(|r| !r.is_empty())))
-                .collect()
-        };
-        for (i, ready) in ready {
-            if !ready {
-                continue;
-            }
-            let (file, lines) = &mut streams[i];
-            let n = file.as_mut().map_or(Ok(0), |f| f.read(&mut chunk));
-            match n {
-                Ok(0) | Err(_) => {
-                    lines.finish(log);
-                    *file = None;
-                }
-                Ok(n) => lines.feed(&chunk[..n], log),
-            }
         }
     }
 }
@@ -815,6 +1001,9 @@ mod tests {
             log_max_bytes: 200,
             log_max_files: 3,
             state_dir: dir.to_path_buf(),
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         }
     }
 

@@ -3,12 +3,14 @@
 //! (see [`init`]), signals them, and reads back what the helper recorded on disk. Also the
 //! helper's own entry points.
 
+pub mod attach;
 pub mod caps;
 pub mod cgroup;
 pub mod init;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
+pub mod wire;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -63,6 +63,15 @@ pub struct ContainerSpec {
     pub log_max_files: u32,
     /// Directory for `state.json`/`exit.json`.
     pub state_dir: PathBuf,
+    /// Keep the process's stdin open for clients that attach (`stdin: true`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close that stdin once the first attached client is done with it (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Run the process on a terminal (`tty: true`).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// The pod sandbox: new network, IPC and UTS namespaces bound onto these files.
@@ -111,4 +120,33 @@ pub struct ExecSpec {
     pub no_new_privs: bool,
     pub seccomp: bool,
     pub cgroups: Vec<PathBuf>,
+    /// Run on a new terminal: the helper's stdin then carries [`super::wire`] frames (input
+    /// and window sizes) and its stdout the terminal's output.
+    #[serde(default)]
+    pub tty: bool,
+    /// Initial window size (width, height) of that terminal.
+    #[serde(default)]
+    pub size: Option<(u16, u16)>,
+}
+
+impl ExecSpec {
+    /// A process with the privileges and environment of `spec`'s container, whose first
+    /// process is `pid`; `args` and the terminal are left empty.
+    pub fn for_container(pid: i32, spec: &ContainerSpec) -> Self {
+        Self {
+            pid,
+            args: vec![],
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            uid: spec.uid,
+            gid: spec.gid,
+            groups: spec.groups.clone(),
+            capabilities: spec.capabilities,
+            no_new_privs: spec.no_new_privs,
+            seccomp: spec.seccomp,
+            cgroups: spec.cgroups.clone(),
+            tty: false,
+            size: None,
+        }
+    }
 }

@@ -486,7 +486,7 @@ impl<'a> ResourceOps<'a> {
                 vec![create]
             }
             // Streaming connections (`connect` operations) are not described.
-            Subresource::Exec | Subresource::PortForward => return None,
+            Subresource::Exec | Subresource::PortForward | Subresource::Attach => return None,
             Subresource::Log => {
                 let mut read = self.op(
                     "get",

@@ -1,4 +1,3 @@
-use crate::Subresource;
 use serde_json::json;
 
 use super::*;
@@ -138,12 +137,8 @@ fn every_served_kind_and_its_list_is_defined() {
             list["properties"]["apiVersion"]["type"], "string",
             "{name}List apiVersion"
         );
-        // Streaming subresources (exec, portforward) name option kinds with no schema.
-        for sub in res
-            .subresources
-            .iter()
-            .filter(|s| !matches!(s, Subresource::Exec | Subresource::PortForward))
-        {
+        // Streaming subresources (exec, portforward, attach) name option kinds with no schema.
+        for sub in res.subresources.iter().filter(|s| !s.is_streaming()) {
             let (g, v, k) = sub.kind(res);
             let sub_name = definition_name_for(g, v, k);
             assert!(definition(&sub_name).is_some(), "{name}/{}", sub.name());

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 use serde_json::{Value, json};
-use skiff_apimachinery::{Registry, Resource, Subresource, openapi};
+use skiff_apimachinery::{Registry, Resource, openapi};
 use tokio::sync::Mutex;
 
 use crate::auth::User;
@@ -168,7 +168,7 @@ impl Api {
         match request::parse(self.registry, req.method(), &path, &query)? {
             Target::Other => self.non_resource(req.method(), &path, req.headers()),
             Target::Resource(rr) => {
-                if let Some(sub @ (Subresource::Exec | Subresource::PortForward)) = rr.subresource {
+                if let Some(sub) = rr.subresource.filter(|s| s.is_streaming()) {
                     let client = hyper::upgrade::on(&mut req);
                     let raw_query = req.uri().query().unwrap_or_default().to_owned();
                     let ctx = Ctx {
