@@ -13,6 +13,7 @@ pub mod server;
 pub mod spdy;
 pub mod stream;
 pub mod sys;
+pub mod ws;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};

@@ -346,38 +346,75 @@ fn upgrade(
     pod: &str,
     container: Option<(Kind, &str)>,
 ) -> Response<Body> {
-    let wants_spdy = req
+    let upgrade = req
         .headers()
         .get(http::header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
-    if !wants_spdy {
+        .unwrap_or_default()
+        .to_owned();
+    let list = |name: &str| -> Vec<String> {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let (transport, protocol, accept) = if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
+        let protocol = if container.is_some() {
+            crate::stream::EXEC_PROTOCOL
+        } else {
+            crate::stream::PORT_FORWARD_PROTOCOL
+        };
+        let offered = list("x-stream-protocol-version");
+        if !offered.iter().any(|p| p == protocol) {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{protocol}]\n"
+                ),
+            );
+        }
+        (crate::stream::Transport::Spdy, protocol, None)
+    } else if upgrade.eq_ignore_ascii_case("websocket") {
+        let ours: &[&'static str] = if container.is_some() {
+            &[crate::ws::V5, crate::ws::V4]
+        } else {
+            &[crate::ws::PORT_FORWARD_TUNNEL]
+        };
+        let offered = list("sec-websocket-protocol");
+        let Some(protocol) = crate::ws::choose(&offered, ours) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {ours:?}\n"
+                ),
+            );
+        };
+        let Some(key) = req
+            .headers()
+            .get("sec-websocket-key")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "unable to upgrade: missing Sec-WebSocket-Key\n",
+            );
+        };
+        let v5 = protocol == crate::ws::V5;
+        (
+            crate::stream::Transport::WebSocket { v5 },
+            protocol,
+            Some(crate::ws::accept_key(key)),
+        )
+    } else {
         return text(
             StatusCode::BAD_REQUEST,
-            "unable to upgrade: only SPDY/3.1 streams are served\n",
+            "unable to upgrade: only SPDY/3.1 and WebSocket streams are served\n",
         );
-    }
-    let protocol = if container.is_some() {
-        crate::stream::EXEC_PROTOCOL
-    } else {
-        crate::stream::PORT_FORWARD_PROTOCOL
     };
-    let offered: Vec<String> = req
-        .headers()
-        .get_all("x-stream-protocol-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.trim().to_owned())
-        .collect();
-    if !offered.iter().any(|p| p == protocol) {
-        return text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{protocol}]\n"
-            ),
-        );
-    }
     let query = req.uri().query().unwrap_or_default().to_owned();
     let q = query_map(Some(&query));
     let uid = q
@@ -398,8 +435,12 @@ fn upgrade(
             let netns = Some(pod_dir.join("ns").join("net")).filter(|p| p.exists());
             let pod = pod.to_owned();
             tokio::spawn(async move {
-                if let Ok(up) = on_upgrade.await {
-                    crate::stream::port_forward(TokioIo::new(up), netns, pod).await;
+                let Ok(up) = on_upgrade.await else { return };
+                let io = TokioIo::new(up);
+                if transport == crate::stream::Transport::Spdy {
+                    crate::stream::port_forward(io, netns, pod).await;
+                } else {
+                    crate::stream::port_forward(crate::ws::tunnel(io).await, netns, pod).await;
                 }
             });
         }
@@ -419,7 +460,8 @@ fn upgrade(
             }
             tokio::spawn(async move {
                 if let Ok(up) = on_upgrade.await {
-                    crate::stream::exec(TokioIo::new(up), exe, state_dir, spec, request).await;
+                    crate::stream::exec(TokioIo::new(up), transport, exe, state_dir, spec, request)
+                        .await;
                 }
             });
         }
@@ -431,7 +473,7 @@ fn upgrade(
             };
             tokio::spawn(async move {
                 if let Ok(up) = on_upgrade.await {
-                    crate::stream::attach(TokioIo::new(up), target, request).await;
+                    crate::stream::attach(TokioIo::new(up), transport, target, request).await;
                 }
             });
         }
@@ -443,14 +485,31 @@ fn upgrade(
         http::header::CONNECTION,
         http::HeaderValue::from_static("Upgrade"),
     );
-    h.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("SPDY/3.1"),
-    );
-    h.insert(
-        "x-stream-protocol-version",
-        http::HeaderValue::from_static(protocol),
-    );
+    match accept {
+        None => {
+            h.insert(
+                http::header::UPGRADE,
+                http::HeaderValue::from_static("SPDY/3.1"),
+            );
+            h.insert(
+                "x-stream-protocol-version",
+                http::HeaderValue::from_static(protocol),
+            );
+        }
+        Some(accept) => {
+            h.insert(
+                http::header::UPGRADE,
+                http::HeaderValue::from_static("websocket"),
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&accept) {
+                h.insert("sec-websocket-accept", v);
+            }
+            h.insert(
+                "sec-websocket-protocol",
+                http::HeaderValue::from_static(protocol),
+            );
+        }
+    }
     r
 }
 

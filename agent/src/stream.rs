@@ -155,7 +155,8 @@ impl ExecRequest {
     pub fn from_query(query: &str) -> Self {
         let mut r = Self::default();
         for (k, v) in crate::server::query_pairs(query) {
-            let on = v == "true" || v == "1";
+            // As Go's strconv.ParseBool: the Python client sends `True`.
+            let on = matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True");
             match k.as_str() {
                 "command" => r.command.push(v),
                 "input" | "stdin" => r.stdin = on,
@@ -258,6 +259,7 @@ pub fn attach_target(
 #[derive(Debug, Clone)]
 pub enum Output {
     Spdy(StreamWriter),
+    Ws(crate::ws::ChannelWriter),
 }
 
 impl Output {
@@ -265,6 +267,7 @@ impl Output {
     pub async fn send(&self, data: &[u8]) -> bool {
         match self {
             Self::Spdy(w) => w.send(data).await,
+            Self::Ws(w) => w.send(data).await,
         }
     }
 
@@ -272,6 +275,7 @@ impl Output {
     pub async fn close(&self) {
         match self {
             Self::Spdy(w) => w.close().await,
+            Self::Ws(w) => w.close().await,
         }
     }
 }
@@ -342,12 +346,39 @@ where
     })
 }
 
-/// Serve one exec session over SPDY.
-pub async fn exec<IO>(io: IO, exe: PathBuf, state_dir: PathBuf, spec: ExecSpec, req: ExecRequest)
+/// What carries a streaming session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Spdy,
+    /// WebSocket; for remote commands `v5` tells `v5.channel.k8s.io` from v4.
+    WebSocket {
+        v5: bool,
+    },
+}
+
+/// The session's channels over `transport`.
+async fn open_channels<IO>(io: IO, transport: Transport, req: &ExecRequest) -> Option<Channels>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    if let Some(ch) = spdy_channels(io, &req).await {
+    match transport {
+        Transport::Spdy => spdy_channels(io, req).await,
+        Transport::WebSocket { v5 } => Some(crate::ws::channels(io, req, v5).await),
+    }
+}
+
+/// Serve one exec session.
+pub async fn exec<IO>(
+    io: IO,
+    transport: Transport,
+    exe: PathBuf,
+    state_dir: PathBuf,
+    spec: ExecSpec,
+    req: ExecRequest,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    if let Some(ch) = open_channels(io, transport, &req).await {
         exec_session(ch, exe, state_dir, spec, req).await;
     }
 }
@@ -545,12 +576,12 @@ async fn copy_out<R: AsyncRead + Unpin>(from: Option<R>, to: Option<Output>) {
     }
 }
 
-/// Serve one attach session over SPDY.
-pub async fn attach<IO>(io: IO, target: AttachTarget, req: ExecRequest)
+/// Serve one attach session.
+pub async fn attach<IO>(io: IO, transport: Transport, target: AttachTarget, req: ExecRequest)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    if let Some(ch) = spdy_channels(io, &req).await {
+    if let Some(ch) = open_channels(io, transport, &req).await {
         attach_session(ch, target).await;
     }
 }
@@ -686,6 +717,9 @@ mod tests {
         let t = ExecRequest::from_query("command=sh&stdin=true&stdout=true&stderr=true&tty=true");
         // With a tty stderr is merged into stdout and a resize stream is added.
         assert_eq!(t.expected_streams(), 4);
+        // The Python client spells booleans the Python way.
+        let p = ExecRequest::from_query("command=ls&stdin=False&stdout=True&stderr=True&tty=False");
+        assert!(!p.stdin && p.stdout && p.stderr && !p.tty);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use skiff_apimachinery::Subresource;
 use skiff_pki::CertificateAuthority;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::auth::User;
 use crate::handlers::Ctx;
@@ -223,8 +224,8 @@ async fn agent_endpoint(ctx: &Ctx<'_>, pod: &Value, name: &str) -> Result<(IpAdd
 
 /// `pods/{name}/exec`, `pods/{name}/attach` and `pods/{name}/portforward`: check the pod (and container), then
 /// open the same upgrade to the node's agent and splice the two connections once both sides
-/// switched protocols. Only SPDY/3.1 is served; kubectl falls back to it when a WebSocket
-/// upgrade is refused.
+/// switched protocols. SPDY/3.1 and WebSocket (the agent does the WebSocket handshake with the
+/// client's key) pass through alike.
 pub async fn stream(
     ctx: &Ctx<'_>,
     sub: Subresource,
@@ -239,9 +240,10 @@ pub async fn stream(
     if upgrade.is_empty() {
         return Err(ApiError::bad_request("Upgrade request required"));
     }
-    if !upgrade.eq_ignore_ascii_case("SPDY/3.1") {
+    let websocket = upgrade.eq_ignore_ascii_case("websocket");
+    if !websocket && !upgrade.eq_ignore_ascii_case("SPDY/3.1") {
         return Err(ApiError::bad_request(format!(
-            "unable to upgrade: {upgrade} is not supported, use SPDY/3.1"
+            "unable to upgrade: {upgrade} is not supported, use SPDY/3.1 or WebSocket"
         )));
     }
     let Target {
@@ -279,12 +281,25 @@ pub async fn stream(
     };
     let (ip, port) = agent_endpoint(ctx, &pod, &name).await?;
     let mut sender = connect(access, ip, port).await?;
-    let mut req = Request::post(&path)
-        .header(http::header::HOST, format!("{ip}:{port}"))
-        .header(http::header::CONNECTION, "Upgrade")
-        .header(http::header::UPGRADE, "SPDY/3.1");
-    for v in ctx.headers.get_all("x-stream-protocol-version") {
-        req = req.header("x-stream-protocol-version", v);
+    // The agent answers the upgrade itself (SPDY, or the WebSocket handshake with the
+    // client's key and subprotocols), so the request goes on as it came.
+    let mut req = if websocket {
+        Request::get(&path)
+    } else {
+        Request::post(&path)
+    }
+    .header(http::header::HOST, format!("{ip}:{port}"))
+    .header(http::header::CONNECTION, "Upgrade")
+    .header(http::header::UPGRADE, upgrade);
+    for name in [
+        "x-stream-protocol-version",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-protocol",
+    ] {
+        for v in ctx.headers.get_all(name) {
+            req = req.header(name, v);
+        }
     }
     let req = req.body(Empty::<Bytes>::new()).map_err(unavailable)?;
     let mut resp = sender.send_request(req).await.map_err(unavailable)?;
@@ -298,6 +313,8 @@ pub async fn stream(
         http::header::CONNECTION,
         http::header::UPGRADE,
         http::HeaderName::from_static("x-stream-protocol-version"),
+        http::HeaderName::from_static("sec-websocket-accept"),
+        http::HeaderName::from_static("sec-websocket-protocol"),
     ] {
         if let Some(v) = resp.headers().get(&h) {
             out.headers_mut().insert(h, v.clone());
@@ -314,9 +331,68 @@ pub async fn stream(
         };
         let mut client = hyper_util::rt::TokioIo::new(client);
         let mut agent = hyper_util::rt::TokioIo::new(agent);
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+        if websocket {
+            let (client_rd, client_wr) = tokio::io::split(client);
+            let (agent_rd, agent_wr) = tokio::io::split(agent);
+            let _ = tokio::join!(
+                copy_and_close(client_rd, agent_wr),
+                copy_frames(agent_rd, client_wr)
+            );
+        } else {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+        }
     });
     Ok(out)
+}
+
+async fn copy_and_close<R, W>(mut from: R, mut to: W) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    tokio::io::copy(&mut from, &mut to).await?;
+    to.shutdown().await
+}
+
+/// Copy the agent's WebSocket frames to the client one frame per write (each in its own TLS
+/// record). The Python client polls its socket before reading each frame, so frames that
+/// arrived in one record with an earlier frame would wait in its TLS buffer unseen.
+async fn copy_frames<R, W>(mut from: R, mut to: W) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 32 * 1024];
+    loop {
+        let n = from.read(&mut chunk).await?;
+        if n == 0 {
+            to.write_all(&buf).await?;
+            return to.shutdown().await;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(len) = frame_len(&buf).filter(|l| *l <= buf.len()) {
+            to.write_all(&buf[..len]).await?;
+            to.flush().await?;
+            buf.drain(..len);
+        }
+    }
+}
+
+/// Length of the WebSocket frame at the start of `b` (RFC 6455, section 5.2), once its
+/// header is complete.
+fn frame_len(b: &[u8]) -> Option<usize> {
+    let second = *b.get(1)?;
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    let (head, payload) = match second & 0x7f {
+        126 => (4, u64::from(u16::from_be_bytes([*b.get(2)?, *b.get(3)?]))),
+        127 => {
+            let ext: [u8; 8] = b.get(2..10)?.try_into().ok()?;
+            (10, u64::from_be_bytes(ext))
+        }
+        n => (2, u64::from(n)),
+    };
+    usize::try_from(payload).ok()?.checked_add(head + mask)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
@@ -396,4 +472,31 @@ async fn fetch(
         http::HeaderValue::from_static("text/plain"),
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_leave_one_per_write() {
+        // Three unmasked binary frames (short, 16-bit length) arriving in one read.
+        let mut input = vec![0x82, 3, 1, b'h', b'i'];
+        input.extend([0x82, 126, 0, 200]);
+        input.extend(std::iter::repeat_n(7u8, 200));
+        input.extend([0x88, 2, 3, 0xe8]);
+        assert_eq!(frame_len(&input), Some(5));
+        assert_eq!(frame_len(&input[5..]), Some(204));
+        assert_eq!(frame_len(&[0x82]), None);
+        assert_eq!(frame_len(&[0x82, 127, 0]), None);
+        let (mut w, r) = tokio::io::duplex(4096);
+        let (out_w, mut out_r) = tokio::io::duplex(4096);
+        let copy = tokio::spawn(copy_frames(r, out_w));
+        w.write_all(&input).await.unwrap();
+        drop(w);
+        copy.await.unwrap().unwrap();
+        let mut out = Vec::new();
+        out_r.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, input);
+    }
 }

@@ -25,9 +25,15 @@ struct Forward {
 impl Forward {
     /// Start `kubectl port-forward TARGET :REMOTE` and wait for its "Forwarding from" line.
     fn start(c: &Cluster, target: &str, remote: u16) -> Self {
+        Self::start_with(c, target, remote, &[])
+    }
+
+    /// [`Forward::start`] with extra environment for kubectl.
+    fn start_with(c: &Cluster, target: &str, remote: u16, env: &[(&str, &str)]) -> Self {
         let mut child = c
             .server
             .kubectl_cmd(&["port-forward", target, &format!(":{remote}")])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -99,7 +105,19 @@ impl Drop for Forward {
 
 /// Run kubectl with `stdin` and a deadline; the child is killed when it passes.
 fn kubectl_timed(c: &Cluster, args: &[&str], stdin: Option<&str>, timeout: Duration) -> Output {
+    kubectl_env(c, args, &[], stdin, timeout)
+}
+
+/// [`kubectl_timed`] with extra environment.
+fn kubectl_env(
+    c: &Cluster,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Output {
     let mut cmd: Command = c.server.kubectl_cmd(args);
+    cmd.envs(env.iter().copied());
     let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -307,7 +325,18 @@ sys.exit(p.wait())
 
 /// Run kubectl `args` on a terminal through [`ON_A_TERMINAL`], typing `typed`.
 fn kubectl_on_terminal(c: &Cluster, typed: &str, args: &[&str]) -> Output {
-    let kubectl = c.server.kubectl_cmd(args);
+    kubectl_on_terminal_env(c, &[], typed, args)
+}
+
+/// [`kubectl_on_terminal`] with extra environment.
+fn kubectl_on_terminal_env(
+    c: &Cluster,
+    env: &[(&str, &str)],
+    typed: &str,
+    args: &[&str],
+) -> Output {
+    let mut kubectl = c.server.kubectl_cmd(args);
+    kubectl.envs(env.iter().copied());
     let mut cmd = Command::new("python3");
     cmd.args(["-c", ON_A_TERMINAL, typed])
         .arg(kubectl.get_program())
@@ -490,4 +519,138 @@ fn terminals_attach_and_interactive_run() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The official Python client's `stream()` (WebSocket, `v4.channel.k8s.io`): a command's
+/// output, then a command fed on stdin with its exit code. Prints one JSON line.
+const PYTHON_STREAM: &str = r#"
+import json, sys
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config()
+v1 = client.CoreV1Api()
+out = stream(v1.connect_get_namespaced_pod_exec, sys.argv[1], "default",
+             command=["sh", "-c", "echo out-$((6*7)); echo err >&2"],
+             stderr=True, stdin=False, stdout=True, tty=False)
+r = stream(v1.connect_get_namespaced_pod_exec, sys.argv[1], "default",
+           command=["sh", "-c", "read x; echo got-$x; exit 5"],
+           stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+r.write_stdin("zzz\n")
+r.run_forever(timeout=20)
+print(json.dumps({"out": out, "stdin": r.read_stdout(), "code": r.returncode}))
+"#;
+
+#[test]
+fn websocket_first_and_spdy_fallback_transports() {
+    if !can_run_agents() {
+        return;
+    }
+    let c = Cluster::start(ClusterOptions::default());
+    let node = c.agents[0].name.clone();
+    c.apply(&busybox_pod(
+        "web",
+        &node,
+        "mkdir -p /www && echo skiff-over-ws > /www/index.html && exec httpd -f -p 8080 -h /www",
+        "",
+        "",
+    ));
+    eventually(Duration::from_secs(60), "web Running", || {
+        (c.pod_status("web")["phase"] == "Running").then_some(())
+    });
+    let t = Duration::from_secs(30);
+    let spdy_exec = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let spdy_forward = [("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")];
+
+    // exec: kubectl's default (WebSocket v5) and SPDY; output, stdin and exit codes.
+    for (env, websocket) in [(&[][..], true), (&spdy_exec[..], false)] {
+        let out = kubectl_env(
+            &c,
+            &["-v=6", "exec", "-i", "web", "--", "sh", "-c", "cat; exit 3"],
+            env,
+            Some("through stdin\n"),
+            t,
+        );
+        let log = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{log}");
+        assert_eq!(text(&out.stdout), "through stdin\n", "{log}");
+        // WebSocket is not refused (no fallback); with the variable set kubectl starts on SPDY.
+        assert!(!log.contains("RemoteCommand fallback"), "{log}");
+        assert_eq!(log.contains("POST https://"), !websocket, "{log}");
+    }
+    // A terminal over SPDY too (the WebSocket one is in terminals_attach_and_interactive_run).
+    let out = kubectl_on_terminal_env(
+        &c,
+        &spdy_exec,
+        "",
+        &["exec", "-it", "web", "--", "sh", "-c", "stty size; exit 4"],
+    );
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{shown}");
+    assert!(shown.contains("33 101"), "{shown}");
+
+    // port-forward: SPDY tunnelled through WebSocket (default), and plain SPDY.
+    for (env, websocket) in [(&[][..], true), (&spdy_forward[..], false)] {
+        let fwd = Forward::start_with(&c, "pod/web", 8080, env);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let page = loop {
+            let r = fwd.get();
+            if r.contains("skiff-over-ws") || Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        let err = fwd.stop();
+        assert!(
+            page.contains("skiff-over-ws"),
+            "websocket {websocket}: {page}\n{err}"
+        );
+    }
+    // ...and kubectl really used the tunnel by default.
+    let mut child = c
+        .server
+        .kubectl_cmd(&["-v=6", "port-forward", "pod/web", ":8080"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut negotiated = None;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        if line.contains("negotiated protocol") {
+            negotiated = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let negotiated = negotiated.expect("kubectl negotiated a WebSocket tunnel");
+    assert!(negotiated.contains("portforward.k8s.io"), "{negotiated}");
+
+    // The official Python client, WebSocket only.
+    let kubectl = c.server.kubectl_cmd(&[]);
+    let mut py = Command::new("python3");
+    py.args(["-c", PYTHON_STREAM, "web"]);
+    for (k, v) in kubectl.get_envs() {
+        if let Some(v) = v {
+            py.env(k, v);
+        }
+    }
+    let out = py.stdin(Stdio::null()).output().expect("python3");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON line from the Python client");
+    assert_eq!(got["out"], "out-42\nerr\n", "{got}");
+    assert_eq!(got["stdin"], "got-zzz\n", "{got}");
+    assert_eq!(got["code"], 5, "{got}");
 }

@@ -66,6 +66,13 @@ pub struct StreamReader {
     rx: mpsc::UnboundedReceiver<Bytes>,
 }
 
+impl From<mpsc::UnboundedReceiver<Bytes>> for StreamReader {
+    /// Data from another transport (a WebSocket channel), read the same way.
+    fn from(rx: mpsc::UnboundedReceiver<Bytes>) -> Self {
+        Self { rx }
+    }
+}
+
 impl StreamReader {
     pub async fn recv(&mut self) -> Option<Bytes> {
         self.rx.recv().await
