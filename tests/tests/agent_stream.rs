@@ -547,6 +547,17 @@ fn websocket_first_and_spdy_fallback_transports() {
     }
     let c = Cluster::start(ClusterOptions::default());
     let node = c.agents[0].name.clone();
+    // A service made before the pod: its variables are in the pod's environment.
+    c.server
+        .ok(&["create", "service", "clusterip", "my-web", "--tcp=80:8080"]);
+    let ip = c.server.get_json(&["get", "service", "my-web"])["spec"]["clusterIP"]
+        .as_str()
+        .expect("a cluster IP")
+        .to_owned();
+    let api_ip = c.server.get_json(&["get", "service", "kubernetes"])["spec"]["clusterIP"]
+        .as_str()
+        .expect("the kubernetes service's cluster IP")
+        .to_owned();
     c.apply(&busybox_pod(
         "web",
         &node,
@@ -576,6 +587,21 @@ fn websocket_first_and_spdy_fallback_transports() {
         // WebSocket is not refused (no fallback); with the variable set kubectl starts on SPDY.
         assert!(!log.contains("RemoteCommand fallback"), "{log}");
         assert_eq!(log.contains("POST https://"), !websocket, "{log}");
+    }
+    // Service variables, kubelet style.
+    let out = kubectl_timed(&c, &["exec", "web", "--", "env"], None, t);
+    let env = text(&out.stdout);
+    for want in [
+        format!("MY_WEB_SERVICE_HOST={ip}"),
+        "MY_WEB_SERVICE_PORT=80".to_owned(),
+        "MY_WEB_SERVICE_PORT_80_8080=80".to_owned(),
+        format!("MY_WEB_PORT=tcp://{ip}:80"),
+        format!("MY_WEB_PORT_80_TCP=tcp://{ip}:80"),
+        "MY_WEB_PORT_80_TCP_PROTO=tcp".to_owned(),
+        format!("MY_WEB_PORT_80_TCP_ADDR={ip}"),
+        format!("KUBERNETES_SERVICE_HOST={api_ip}"),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing in\n{env}");
     }
     // A terminal over SPDY too (the WebSocket one is in terminals_attach_and_interactive_run).
     let out = kubectl_on_terminal_env(
@@ -650,7 +676,9 @@ fn websocket_first_and_spdy_fallback_transports() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let got: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("one JSON line from the Python client");
-    assert_eq!(got["out"], "out-42\nerr\n", "{got}");
+    // stdout and stderr interleave in arrival order, which two pipes do not fix.
+    let all = got["out"].as_str().unwrap_or_default();
+    assert!(all == "out-42\nerr\n" || all == "err\nout-42\n", "{got}");
     assert_eq!(got["stdin"], "got-zzz\n", "{got}");
     assert_eq!(got["code"], 5, "{got}");
 }

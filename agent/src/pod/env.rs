@@ -1,10 +1,11 @@
 //! A container's process as Kubernetes defines it: argv from `command`/`args` and the image's
 //! entrypoint/cmd, the environment from the image, `envFrom`, `env` (with `valueFrom`) and
-//! `$(VAR)` references, and the user from the security contexts or the image.
+//! `$(VAR)` references, the services' variables (`NGINX_SERVICE_HOST`, docker-link style
+//! `NGINX_PORT_80_TCP`), and the user from the security contexts or the image.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use serde_json::Value;
 
 use crate::images::ImageConfig;
@@ -126,6 +127,62 @@ pub fn passwd_lookup(passwd: &str, name: &str) -> Option<(u32, u32)> {
     })
 }
 
+/// The variables kubelet gives every container for `services` (the pod's namespace's when
+/// `enableServiceLinks` is on, and the API server's `kubernetes` service): for a service
+/// `my-web` with cluster IP `10.96.0.5` and first port 80/TCP, `MY_WEB_SERVICE_HOST`,
+/// `MY_WEB_SERVICE_PORT`, `MY_WEB_SERVICE_PORT_<NAME>` per named port, and the docker-link
+/// style `MY_WEB_PORT=tcp://10.96.0.5:80`, `MY_WEB_PORT_80_TCP{,_PROTO,_PORT,_ADDR}`.
+/// Headless services (no cluster IP) give none.
+pub fn service_vars(services: &[Service]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for svc in services {
+        let Some(spec) = svc.spec.as_ref() else {
+            continue;
+        };
+        let ip = spec.cluster_ip.clone().unwrap_or_default();
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let ports = spec.ports.clone().unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        let name = env_name(svc.metadata.name.as_deref().unwrap_or_default());
+        out.push((format!("{name}_SERVICE_HOST"), ip.clone()));
+        out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        for p in &ports {
+            if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((
+                    format!("{name}_SERVICE_PORT_{}", env_name(pn)),
+                    p.port.to_string(),
+                ));
+            }
+        }
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            p.protocol.as_deref().unwrap_or("TCP").to_owned()
+        };
+        out.push((
+            format!("{name}_PORT"),
+            format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port),
+        ));
+        for p in &ports {
+            let pr = proto(p);
+            let prefix = format!("{name}_PORT_{}_{}", p.port, pr.to_uppercase());
+            out.push((
+                prefix.clone(),
+                format!("{}://{ip}:{}", pr.to_lowercase(), p.port),
+            ));
+            out.push((format!("{prefix}_PROTO"), pr.to_lowercase()));
+            out.push((format!("{prefix}_PORT"), p.port.to_string()));
+            out.push((format!("{prefix}_ADDR"), ip.clone()));
+        }
+    }
+    out
+}
+
+/// A name as an environment variable name: upper case, dashes as underscores.
+fn env_name(s: &str) -> String {
+    s.to_uppercase().replace('-', "_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +243,34 @@ mod tests {
             field_ref(&pod, "metadata.labels").as_deref(),
             Some("app=\"web\"\nb=\"c\"")
         );
+    }
+
+    #[test]
+    fn service_links() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "my-web"},
+            "spec": {"clusterIP": "10.96.0.5", "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP"},
+                {"port": 53, "protocol": "UDP"}
+            ]}
+        }))
+        .unwrap();
+        let headless: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db"},
+            "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}
+        }))
+        .unwrap();
+        let vars: BTreeMap<String, String> = service_vars(&[svc, headless]).into_iter().collect();
+        let get = |k: &str| vars.get(k).map(String::as_str);
+        assert_eq!(get("MY_WEB_SERVICE_HOST"), Some("10.96.0.5"));
+        assert_eq!(get("MY_WEB_SERVICE_PORT"), Some("80"));
+        assert_eq!(get("MY_WEB_SERVICE_PORT_HTTP"), Some("80"));
+        assert_eq!(get("MY_WEB_PORT"), Some("tcp://10.96.0.5:80"));
+        assert_eq!(get("MY_WEB_PORT_80_TCP"), Some("tcp://10.96.0.5:80"));
+        assert_eq!(get("MY_WEB_PORT_80_TCP_PROTO"), Some("tcp"));
+        assert_eq!(get("MY_WEB_PORT_53_UDP"), Some("udp://10.96.0.5:53"));
+        assert_eq!(get("MY_WEB_PORT_53_UDP_ADDR"), Some("10.96.0.5"));
+        assert_eq!(get("MY_WEB_PORT_53_UDP_PORT"), Some("53"));
+        assert!(!vars.keys().any(|k| k.starts_with("DB_")), "{vars:?}");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use nix::sys::signal::Signal;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
-use super::env::{argv, expand, field_ref, parse_user, passwd_lookup};
+use super::env::{argv, expand, field_ref, parse_user, passwd_lookup, service_vars};
 use super::probe::{self, ProbeState};
 use super::volumes::{Volumes, sub_path, teardown};
 use super::{Ctx, Msg};
@@ -1001,6 +1001,33 @@ impl Worker {
         }
     }
 
+    /// The services whose variables the pod's containers get: its namespace's (unless
+    /// `enableServiceLinks: false`) and the API server's `default/kubernetes`. A failed list
+    /// gives none rather than failing the container.
+    async fn services(&self, ns: &str) -> Vec<Service> {
+        let links = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let mut out = Vec::new();
+        if links {
+            let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), ns);
+            match api.list(&Default::default()).await {
+                Ok(list) => out.extend(list.items),
+                Err(e) => tracing::warn!(error = %e, ns, "list services for environment"),
+            }
+        }
+        if !links || ns != "default" {
+            let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), "default");
+            if let Ok(Some(k)) = api.get_opt("kubernetes").await {
+                out.push(k);
+            }
+        }
+        out
+    }
+
     async fn env(
         &self,
         c: &Container,
@@ -1027,6 +1054,10 @@ impl Worker {
         }
         let hostname = self.pod.metadata.name.clone().unwrap_or_default();
         set("HOSTNAME".into(), hostname, &mut vars);
+        // Below envFrom and env, above the image's: what kubelet gives for services.
+        for (k, v) in service_vars(&self.services(&ns).await) {
+            set(k, v, &mut vars);
+        }
         let cms: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &ns);
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &ns);
         for ef in c.env_from.clone().unwrap_or_default() {
