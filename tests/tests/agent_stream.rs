@@ -399,49 +399,58 @@ fn terminals_attach_and_interactive_run() {
     assert!(shown.contains("33 101"), "{shown}");
     assert!(shown.contains("got-abc"), "{shown}");
 
-    // attach to a running pod: its new output appears.
-    let before = eventually(Duration::from_secs(20), "ticker has ticked", || {
-        let logs = c.server.ok(&["logs", "ticker"]);
-        (logs.lines().count() >= 2).then_some(logs.lines().count())
-    });
-    let mut attach = c
-        .server
-        .kubectl_cmd(&["attach", "ticker"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl attach");
-    let stdout = attach.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
+    // attach to a running pod, over WebSocket (kubectl's default) and SPDY: its new output
+    // appears.
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    for env in [&[][..], &spdy[..]] {
+        let before = eventually(Duration::from_secs(20), "ticker has ticked", || {
+            let logs = c.server.ok(&["logs", "ticker"]);
+            (logs.lines().count() >= 2).then_some(logs.lines().count())
+        });
+        let mut attach = c
+            .server
+            .kubectl_cmd(&["attach", "ticker"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl attach");
+        let stdout = attach.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut ticks = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ticks.len() < 2 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            let Ok(line) = rx.recv_timeout(left) else {
+                break;
+            };
+            if let Some(n) = line
+                .strip_prefix("tick ")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                ticks.push(n);
+            }
         }
-    });
-    let mut ticks = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ticks.len() < 2 {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break;
-        };
-        let Ok(line) = rx.recv_timeout(left) else {
-            break;
-        };
-        if let Some(n) = line
-            .strip_prefix("tick ")
-            .and_then(|n| n.parse::<usize>().ok())
-        {
-            ticks.push(n);
-        }
+        let _ = attach.kill();
+        let _ = attach.wait();
+        assert_eq!(
+            ticks.len(),
+            2,
+            "ticks seen through attach ({env:?}): {ticks:?}"
+        );
+        assert!(
+            ticks[0] + 1 >= before && ticks[1] == ticks[0] + 1,
+            "{ticks:?} after {before} lines"
+        );
     }
-    let _ = attach.kill();
-    let _ = attach.wait();
-    assert_eq!(ticks.len(), 2, "ticks seen through attach: {ticks:?}");
-    assert!(
-        ticks[0] + 1 >= before && ticks[1] == ticks[0] + 1,
-        "{ticks:?} after {before} lines"
-    );
 
     // run -i with piped stdin: stdin is kept open for the attach, closed after it
     // (stdinOnce), the output comes back and --rm deletes the pod.
