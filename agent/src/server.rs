@@ -1,6 +1,7 @@
 //! The agent's HTTPS endpoint (the kubelet port): container logs for the API server's
-//! `pods/{name}/log` proxy, and the SPDY upgrades behind `pods/{name}/portforward` and
-//! `pods/{name}/exec` (served by [`crate::stream`]). The serving certificate comes from the cluster CA through a
+//! `pods/{name}/log` proxy, and the SPDY or WebSocket upgrades behind
+//! `pods/{name}/portforward`, `pods/{name}/exec` and `pods/{name}/attach` (served by
+//! [`crate::stream`]). The serving certificate comes from the cluster CA through a
 //! `kubernetes.io/kubelet-serving` CertificateSigningRequest; clients must present a
 //! certificate from the same CA carrying the `system:masters` group.
 

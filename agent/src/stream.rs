@@ -1,12 +1,14 @@
 //! Streaming endpoints of the agent's HTTPS server, as the kubelet serves them:
-//! `/portForward/{ns}/{pod}` (`portforward.k8s.io`) and `/exec/{ns}/{pod}/{container}`
-//! (`v4.channel.k8s.io`), both over SPDY/3.1 (see [`crate::spdy`]).
+//! `/portForward/{ns}/{pod}` (`portforward.k8s.io`), `/exec/{ns}/{pod}/{container}` and
+//! `/attach/{ns}/{pod}/{container}` (`v4.channel.k8s.io`), over SPDY/3.1 (see [`crate::spdy`])
+//! or WebSocket (see [`crate::ws`]); both give a session the same [`Channels`].
 //!
 //! Port-forward connects, for every forwarded connection, to `127.0.0.1:PORT` inside the pod's
 //! network namespace (from a throwaway thread that joins it, so localhost-only listeners are
 //! reachable too). Exec runs `skiff container-init --exec` with the container's process
 //! settings; the helper joins the container's namespaces and cgroup and execs the command with
-//! the stream's pipes as its stdio.
+//! the stream's pipes as its stdio, or on a new terminal (`tty`). Attach connects to the
+//! container's shim through its attach socket (see [`crate::runtime::attach`]).
 
 use std::collections::HashMap;
 use std::future::Future;

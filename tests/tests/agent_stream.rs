@@ -1,7 +1,10 @@
 //! `kubectl port-forward` and `kubectl exec` through `skiff server` to a `skiff agent` in its
 //! own network namespace: forwards to a pod, a service and a deployment serve nginx's page
 //! (several connections at once), and exec runs commands in a busybox container with exit
-//! codes, stdin, `-c` and clear errors for what does not exist.
+//! codes, stdin, `-c` and clear errors for what does not exist. Terminals (`exec -it`, driven
+//! through a pty made by Python), `kubectl attach`, `kubectl run -i/-it --rm`, kubectl's
+//! WebSocket-first transports against forced SPDY, the official Python client's `stream()`, and
+//! service environment variables.
 //!
 //! Needs root, busybox-static, nginx-light, docker-registry and skopeo; without them the test
 //! says so and passes without running.

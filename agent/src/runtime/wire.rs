@@ -48,7 +48,7 @@ pub struct Decoder {
     buf: Vec<u8>,
 }
 
-/// A frame whose length is beyond [`MAX_PAYLOAD`].
+/// A frame whose length is beyond the 1 MiB limit.
 #[derive(Debug, thiserror::Error)]
 #[error("frame of {0} bytes is too large")]
 pub struct TooLarge(pub usize);
