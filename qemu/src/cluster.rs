@@ -41,7 +41,7 @@ pub struct ClusterBuilder {
     pub api_port: Option<u16>,
     pub accel: Option<Accel>,
     pub ready_timeout: Duration,
-    /// A state disk per node (formatted ext4 on the host with mkfs.ext4).
+    /// A state disk per node (a blank sparse file; init formats it ext4 on first boot).
     pub state_disks: bool,
     /// Sign the configs with another cluster's key (to test refusal).
     pub foreign_signer: bool,
@@ -197,25 +197,10 @@ fn mac_text(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-fn format_disk(path: &Path) -> Result<(), QemuError> {
+/// A blank sparse 1 GiB state disk: the node's init formats it on first boot.
+fn blank_disk(path: &Path) -> Result<(), QemuError> {
     let file = fs::File::create(path).map_err(QemuError::io(path))?;
-    file.set_len(1 << 30).map_err(QemuError::io(path))?;
-    drop(file);
-    let out = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "skiff-state"])
-        .arg(path)
-        .output()
-        .map_err(|source| QemuError::Spawn {
-            what: "mkfs.ext4 (install e2fsprogs)".into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(QemuError::Tool {
-            what: "mkfs.ext4".into(),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
+    file.set_len(1 << 30).map_err(QemuError::io(path))
 }
 
 impl ClusterBuilder {
@@ -329,7 +314,7 @@ impl ClusterBuilder {
             let mut spec = VmSpec::new(&name, &dir, &kernel, &initramfs);
             if self.state_disks {
                 let disk = dir.join("state.img");
-                format_disk(&disk)?;
+                blank_disk(&disk)?;
                 spec.disks.push(disk);
                 node.state_disk = Some("/dev/vda".parse().map_err(QemuError::value("disk"))?);
             }

@@ -765,6 +765,20 @@ fn qemu_worker_runs_nginx_in_little_memory() {
         "cluster create (1+1): {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    // The state disks are blank sparse files: each node's init formatted its own.
+    for node in ["cp-1", "worker-1"] {
+        let console =
+            std::fs::read_to_string(state.join(format!("nodes/{node}/console.log"))).unwrap();
+        let line = console
+            .lines()
+            .find(|l| l.contains("skiff: formatted /dev/vda (1024 MiB) in "))
+            .unwrap_or_else(|| panic!("{node} did not format its state disk:\n{console}"));
+        println!("{node}: {}", line.trim());
+        assert!(
+            console.contains("state disk /dev/vda mounted on /var"),
+            "{console}"
+        );
+    }
     let kubeconfig = state.join("kubeconfig");
     let (applied, out) = kubectl(&kubeconfig, &["apply", "-f", "-"], Some(NGINX_DEPLOYMENT));
     assert!(applied, "{out}");
