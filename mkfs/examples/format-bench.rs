@@ -130,10 +130,12 @@ fn main() -> Result<()> {
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let section = format!(
         "{START}\n## Formatting a state disk\n\n\
          Command: `cargo run --release -p skiff-mkfs --example format-bench -- --runs {runs}`\n\n\
-         Machine: {cpus} CPUs, kernel {}, sparse files in `{}`; {version}.\n\n\
+         Machine: {cpus} CPUs, kernel {}, sparse files in `{}`; {version}; load average {} (the machine is shared).\n\n\
          Median of {runs} runs per size, each on a fresh sparse file, timed until the data is \
          synced: `skiff_mkfs::format` + `fsync` (what init runs on a blank state disk) against \
          `mke2fs -q -F -t ext4 -L skiff-state` in the same run. Both are lazy (inode tables \
@@ -143,6 +145,7 @@ fn main() -> Result<()> {
          | size | skiff-mkfs | mke2fs | ratio | written (skiff / mke2fs) |\n|---|---|---|---|---|\n{}\n{END}\n",
         kernel.trim(),
         dir.display(),
+        load.join(" "),
         rows.join("\n")
     );
     print!("{section}");

@@ -135,6 +135,29 @@ fn lo16(v: u32) -> u16 {
     v as u16
 }
 
+/// Sets bits `from..to` of a bitmap: whole bytes at once, the ragged ends bit by bit.
+fn set_bits(bits: &mut [u8], from: u64, to: u64) {
+    let (from, to) = (
+        usize::try_from(from).unwrap_or(0),
+        usize::try_from(to).unwrap_or(0),
+    );
+    if from >= to {
+        return;
+    }
+    let mut i = from;
+    while i < to && i % 8 != 0 {
+        bits[i / 8] |= 1 << (i % 8);
+        i += 1;
+    }
+    let whole = (to - i) / 8;
+    bits[i / 8..i / 8 + whole].fill(0xff);
+    i += whole * 8;
+    while i < to {
+        bits[i / 8] |= 1 << (i % 8);
+        i += 1;
+    }
+}
+
 const ROOT_INO: u32 = 2;
 const JOURNAL_INO: u32 = 8;
 const LOST_FOUND_INO: u32 = 11;
@@ -157,6 +180,7 @@ struct Fs<'a> {
     /// Free blocks per group, counted from the bitmaps.
     free_blocks: Vec<u64>,
     bitmaps: Vec<Vec<u8>>,
+    inode_bitmaps: [Vec<u8>; 2],
 }
 
 impl<'a> Fs<'a> {
@@ -168,31 +192,33 @@ impl<'a> Fs<'a> {
         for g in 0..layout.groups {
             let group = layout.group(g);
             let mut bits = vec![0u8; usize::try_from(BLOCK).unwrap_or(4096)];
-            let mut set = |from: u64, to: u64| {
-                for b in from..to {
-                    let i = usize::try_from(b).unwrap_or(usize::MAX);
-                    bits[i / 8] |= 1 << (i % 8);
-                }
-            };
-            set(0, group.data_start - group.start);
+            set_bits(&mut bits, 0, group.data_start - group.start);
             for run in &runs {
                 let from = run.start.max(group.start);
                 let to = (run.start + run.len).min(group.start + group.blocks);
                 if from < to {
-                    set(from - group.start, to - group.start);
+                    set_bits(&mut bits, from - group.start, to - group.start);
                 }
             }
-            set(group.blocks, BLOCKS_PER_GROUP);
+            set_bits(&mut bits, group.blocks, BLOCKS_PER_GROUP);
             let used: u64 = bits.iter().map(|b| u64::from(b.count_ones())).sum();
             free_blocks.push(BLOCKS_PER_GROUP - used);
             bitmaps.push(bits);
         }
+        let ipg = layout.inodes_per_group;
+        let inode_bitmaps = [u64::from(FIRST_INO), 0].map(|used| {
+            let mut bits = vec![0u8; usize::try_from(BLOCK).unwrap_or(4096)];
+            set_bits(&mut bits, 0, used);
+            set_bits(&mut bits, ipg, BLOCKS_PER_GROUP);
+            bits
+        });
         Self {
             layout,
             options,
             csum_seed,
             free_blocks,
             bitmaps,
+            inode_bitmaps,
         }
     }
 
@@ -205,15 +231,9 @@ impl<'a> Fs<'a> {
         }
     }
 
-    fn inode_bitmap(&self, g: u64) -> Vec<u8> {
-        let mut bits = vec![0u8; usize::try_from(BLOCK).unwrap_or(4096)];
-        let used = if g == 0 { u64::from(FIRST_INO) } else { 0 };
-        let ipg = self.layout.inodes_per_group;
-        for i in (0..used).chain(ipg..BLOCKS_PER_GROUP) {
-            let i = usize::try_from(i).unwrap_or(usize::MAX);
-            bits[i / 8] |= 1 << (i % 8);
-        }
-        bits
+    /// Group 0's inode bitmap (the reserved inodes in use) or any other group's (none).
+    fn inode_bitmap(&self, g: u64) -> &[u8] {
+        &self.inode_bitmaps[usize::from(g != 0)]
     }
 
     /// The 1024-byte superblock as stored in group `g`.
@@ -319,7 +339,7 @@ impl<'a> Fs<'a> {
             out.extend_from_slice(gdt);
         }
         out.extend_from_slice(&self.bitmaps[usize::try_from(g).unwrap_or(0)]);
-        out.extend_from_slice(&self.inode_bitmap(g));
+        out.extend_from_slice(self.inode_bitmap(g));
         out
     }
 
@@ -462,5 +482,52 @@ impl<'a> Fs<'a> {
         j[0x30..0x40].copy_from_slice(&self.options.uuid);
         be32(&mut j, 0x40, 1); // one user: this filesystem
         j
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_bits_marks_exactly_the_range() {
+        for (from, to) in [
+            (0, 0),
+            (0, 11),
+            (3, 5),
+            (5, 64),
+            (7, 9),
+            (8, 16),
+            (100, 4000),
+            (9, 32768),
+        ] {
+            let mut bits = vec![0u8; 4096];
+            set_bits(&mut bits, from, to);
+            for i in 0..32768u64 {
+                let set = bits[(i / 8) as usize] & (1 << (i % 8)) != 0;
+                assert_eq!(set, (from..to).contains(&i), "bit {i} of {from}..{to}");
+            }
+        }
+    }
+
+    #[test]
+    fn free_counts_add_up() {
+        let layout = plan(20 << 30).unwrap();
+        let options = Options {
+            label: String::new(),
+            uuid: [1; 16],
+            hash_seed: [2; 16],
+            time: 0,
+        };
+        let fs = Fs::new(&layout, &options);
+        let metadata: u64 = (0..layout.groups)
+            .map(|g| {
+                let group = layout.group(g);
+                group.data_start - group.start
+            })
+            .sum();
+        let used_data = 1 + layout.lost_found.len + layout.journal_len();
+        let free: u64 = fs.free_blocks.iter().sum();
+        assert_eq!(free, layout.blocks - metadata - used_data);
     }
 }
