@@ -505,6 +505,23 @@ pub struct NodeStatus {
     pub record: NodeRecord,
     pub running: bool,
     pub phases: Vec<Phase>,
+    /// What init's last boot said about the state disk (formatted, mounted, or why not).
+    pub state_disk: Vec<String>,
+}
+
+/// Init's console lines about the state disk, without the `skiff: ` prefix.
+fn state_disk_lines(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.starts_with("skiff: formatted ")
+                || l.starts_with("skiff: state disk ")
+                || l.starts_with("skiff: cannot format state disk ")
+                || l.starts_with("skiff: no state disk")
+        })
+        .map(|l| l.trim_start_matches("skiff: ").to_owned())
+        .collect()
 }
 
 /// The VMs of the cluster in `state`, with their boot timelines.
@@ -513,10 +530,14 @@ pub fn status(state: &Path) -> Result<(ClusterRecord, Vec<NodeStatus>), QemuErro
     let nodes = record
         .nodes
         .iter()
-        .map(|n| NodeStatus {
-            record: n.clone(),
-            running: vm::alive(n.pid) && is_our_vm(n.pid, &n.name),
-            phases: timeline::parse(&fs::read_to_string(&n.console).unwrap_or_default()),
+        .map(|n| {
+            let console = fs::read_to_string(&n.console).unwrap_or_default();
+            NodeStatus {
+                record: n.clone(),
+                running: vm::alive(n.pid) && is_our_vm(n.pid, &n.name),
+                phases: timeline::parse(&console),
+                state_disk: state_disk_lines(&console),
+            }
         })
         .collect();
     Ok((record, nodes))
@@ -560,5 +581,24 @@ pub fn destroy(state: &Path) -> Result<(), QemuError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(QemuError::io(state)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_picks_the_state_disk_lines_from_a_console() {
+        let console = "[    1.2] virtio_blk virtio1: [vda] 2097152 512-byte logical blocks\r\n\
+             skiff: boot phase config at 2.100s (+0.300s)\r\n\
+             skiff: formatted /dev/vda (1024 MiB) in 41 ms at 2.151s: ext4, 65536 inodes, 32 MiB journal\r\n\
+             skiff: state disk /dev/vda mounted on /var\r\n\
+             skiff: eth0 has address 10.0.2.15\r\n";
+        assert_eq!(
+            super::state_disk_lines(console),
+            [
+                "formatted /dev/vda (1024 MiB) in 41 ms at 2.151s: ext4, 65536 inodes, 32 MiB journal",
+                "state disk /dev/vda mounted on /var"
+            ]
+        );
     }
 }
