@@ -4,7 +4,7 @@
 //! between `<!-- mkfs-bench:start -->` and `<!-- mkfs-bench:end -->` in FILE.
 //!
 //! ```sh
-//! cargo run --release -p skiff-mkfs --example format-bench -- --runs 5 --write docs/benchmarks.md
+//! cargo run --release -p skiff-mkfs --example format-bench -- --runs 7 --write docs/benchmarks.md
 //! ```
 //! Flags: `--runs N` (default 5), `--dir DIR` (where the sparse files go; default the system
 //! temporary directory), `--write FILE`.
@@ -154,12 +154,13 @@ fn main() -> Result<()> {
         let new = match (text.find(START), text.find(END)) {
             (Some(a), Some(b)) if a < b => {
                 format!(
-                    "{}{section}{}",
+                    "{}{}{}",
                     &text[..a],
-                    &text[b + END.len()..].trim_start_matches('\n')
+                    section.trim_end(),
+                    &text[b + END.len()..]
                 )
             }
-            _ => format!("{}\n{section}", text.trim_end()),
+            _ => format!("{}\n\n{section}", text.trim_end()),
         };
         std::fs::write(&file, new)?;
         eprintln!("wrote {}", file.display());
