@@ -301,6 +301,52 @@ mod tests {
     }
 
     #[test]
+    fn every_size_keeps_metadata_and_journal_inside_their_groups() {
+        // 8 MiB to 64 GiB, in steps that land on, just before and just after group edges.
+        let mut sizes = vec![MIN_BYTES];
+        let mut bytes = MIN_BYTES;
+        while bytes < 64 << 30 {
+            bytes = bytes * 5 / 4 + BLOCK * 7;
+            sizes.push(bytes);
+        }
+        for g in [1u64, 2, 3, 8, 81] {
+            let edge = g * BLOCKS_PER_GROUP * BLOCK;
+            sizes.extend([
+                edge - BLOCK,
+                edge,
+                edge + BLOCK,
+                edge + (1 << 20),
+                edge + (8 << 20),
+            ]);
+        }
+        for bytes in sizes {
+            let l = plan(bytes).unwrap();
+            assert!(l.blocks * BLOCK <= bytes);
+            assert_eq!(l.groups, l.blocks.div_ceil(BLOCKS_PER_GROUP), "{bytes}");
+            assert_eq!(l.journal_len(), journal_blocks(l.blocks), "{bytes}");
+            assert!(l.journal.len() <= 4, "{bytes}");
+            assert_eq!(l.inodes_per_group % INODES_PER_BLOCK, 0);
+            assert!(l.inodes_per_group <= BLOCKS_PER_GROUP);
+            for g in 0..l.groups {
+                let group = l.group(g);
+                assert!(
+                    group.data_start < group.start + group.blocks,
+                    "{bytes}: group {g}"
+                );
+            }
+            for run in l.data_runs() {
+                let g = l.group(run.start / BLOCKS_PER_GROUP);
+                assert!(run.start >= g.data_start, "{bytes}: {run:?} on metadata");
+                assert!(
+                    run.start + run.len <= g.start + g.blocks,
+                    "{bytes}: {run:?}"
+                );
+                assert!(run.len <= 32_768, "one extent holds at most 32768 blocks");
+            }
+        }
+    }
+
+    #[test]
     fn too_small_and_too_large_are_refused_with_the_limit() {
         let e = plan(MIN_BYTES - 1).unwrap_err();
         assert!(matches!(e, MkfsError::TooSmall { min: MIN_BYTES, .. }));

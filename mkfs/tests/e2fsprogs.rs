@@ -73,6 +73,9 @@ fn e2fsck_and_dumpe2fs_accept_several_sizes() -> Result<()> {
         ("16m.img", 16 << 20),
         ("1g.img", 1 << 30),
         ("odd.img", (3 << 30) + (5 << 20) + 4096 * 3 + 512),
+        ("one-group.img", 128 << 20),
+        ("short-tail.img", (128 << 20) + (300 << 10)),
+        ("kept-tail.img", (128 << 20) + (8 << 20)),
         ("20g.img", 20 << 30),
     ] {
         let summary = formatted(dir.path(), name, bytes, "skiff-state")?;
