@@ -190,3 +190,30 @@ fn the_kernel_mounts_it_and_files_survive_a_remount() -> Result<()> {
     fsck_clean(&image)?;
     Ok(())
 }
+
+/// The check above means something: one flipped bit in a group descriptor (its checksum no
+/// longer matches) or in the root directory's block makes e2fsck report errors.
+#[test]
+fn e2fsck_notices_a_flipped_bit() -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir()?;
+    let layout = skiff_mkfs::plan(64 << 20)?;
+    for (name, offset) in [
+        ("gdt.img", 4096 + 0x0C),                  // group 0's free-blocks count
+        ("root.img", layout.root_dir * 4096 + 30), // inside the root's "lost+found" entry
+    ] {
+        formatted(dir.path(), name, 64 << 20, "flip")?;
+        let path = dir.path().join(name);
+        let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let mut byte = [0u8; 1];
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(&mut byte)?;
+        byte[0] ^= 0x01;
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(&byte)?;
+        drop(file);
+        let (code, text) = run("e2fsck", &["-fn", path.to_str().unwrap()])?;
+        assert_ne!(code, 0, "{name}: e2fsck found nothing:\n{text}");
+    }
+    Ok(())
+}
