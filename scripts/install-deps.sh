@@ -9,7 +9,7 @@ APT_PACKAGES=(
   etcd-server etcd-client                        # the etcd peer (benchmarks, etcd backend)
   docker-registry skopeo apache2-utils           # a local OCI registry for image tests
   busybox-static nginx-light                     # test images are built from these packages
-  qemu-system-x86 kmod e2fsprogs zstd cpio       # boot skiff VMs; depmod; state disks
+  qemu-system-x86 kmod e2fsprogs zstd cpio       # boot skiff VMs; depmod; e2fsck checks skiff-mkfs
   nftables iproute2 util-linux runc              # agent tests (nft, netns, nsenter); runc is the benchmark peer
   curl ca-certificates openssl
 )

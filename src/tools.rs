@@ -223,6 +223,9 @@ pub fn cluster_status(state: &Path) -> Result<()> {
         if !last.is_empty() {
             println!("           boot: {}", skiff_qemu::render_timeline(last));
         }
+        for line in &node.state_disk {
+            println!("           state: {line}");
+        }
     }
     Ok(())
 }

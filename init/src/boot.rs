@@ -295,8 +295,15 @@ pub fn verify(sys: &dyn Sys, found: &Found, keys: &[PublicKey]) -> Option<Verifi
     }
 }
 
-/// Mounts the state disk on `/var` when the config names one and it holds ext4.
-/// Returns whether state is persistent.
+/// How much of each end of a disk must read back as zeros before init formats it.
+const BLANK_CHECK: usize = 1 << 20;
+
+/// The label of a state disk init formats.
+pub const STATE_LABEL: &str = "skiff-state";
+
+/// Mounts the state disk on `/var` when the config names one. A blank disk (no ext4 magic,
+/// first and last MiB all zeros) is formatted first; a disk holding anything else is never
+/// written. Returns whether state is persistent.
 pub fn mount_state(sys: &dyn Sys, config: &MachineConfig) -> bool {
     let Some(disk) = &config.machine.state_disk else {
         sys.console("skiff: no state disk configured; state lives in memory");
@@ -309,7 +316,7 @@ pub fn mount_state(sys: &dyn Sys, config: &MachineConfig) -> bool {
         }
         sys.sleep(Duration::from_millis(100));
     }
-    let head = match sys.read_head(dev, 4096) {
+    let head = match sys.read_head(dev, BLANK_CHECK) {
         Ok(bytes) => bytes,
         Err(e) => {
             sys.console(&format!(
@@ -318,12 +325,7 @@ pub fn mount_state(sys: &dyn Sys, config: &MachineConfig) -> bool {
             return false;
         }
     };
-    let is_ext4 = head.get(1080..1082) == Some(&[0x53, 0xef][..]);
-    if !is_ext4 {
-        sys.console(&format!(
-            "skiff: state disk {dev} holds no ext4 filesystem and formatting is not built into init yet; \
-             format it with mkfs.ext4 (skiff cluster create does); state lives in memory"
-        ));
+    if !skiff_mkfs::has_ext4_magic(&head) && !format_blank(sys, dev, &head) {
         return false;
     }
     let _ = sys.mkdir_all("/var");
@@ -342,6 +344,83 @@ pub fn mount_state(sys: &dyn Sys, config: &MachineConfig) -> bool {
         Err(e) => {
             sys.console(&format!(
                 "skiff: cannot mount state disk {dev}: {e}; state lives in memory"
+            ));
+            false
+        }
+    }
+}
+
+/// Formats `dev` when it is blank; says why not otherwise. Returns whether it now holds ext4.
+fn format_blank(sys: &dyn Sys, dev: &str, head: &[u8]) -> bool {
+    let size = match sys.size_of(dev) {
+        Ok(size) => size,
+        Err(e) => {
+            sys.console(&format!(
+                "skiff: cannot size state disk {dev} ({e}); state lives in memory"
+            ));
+            return false;
+        }
+    };
+    let tail_len = u64::try_from(BLANK_CHECK).unwrap_or(u64::MAX).min(size);
+    let tail = sys.read_at(dev, size - tail_len, BLANK_CHECK);
+    let zero = |b: &[u8]| b.iter().all(|&x| x == 0);
+    let blank = match &tail {
+        Ok(tail) => zero(head) && zero(tail),
+        Err(_) => false,
+    };
+    if !blank {
+        sys.console(&format!(
+            "skiff: state disk {dev} holds data that is not an ext4 filesystem; init formats only \
+             blank disks (first and last MiB all zeros) and leaves this one untouched; wipe it \
+             or name another disk in machine.stateDisk; state lives in memory"
+        ));
+        return false;
+    }
+    let random = sys.read_head("/dev/urandom", 32).unwrap_or_default();
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = random.get(i).copied().unwrap_or_default();
+    }
+    if random.len() < 32 {
+        // No randomness: still unique enough per disk and boot, from the clocks.
+        let mix = format!("{dev}{:?}{:?}", sys.since_boot(), sys.wall_clock());
+        for (i, b) in mix.bytes().enumerate() {
+            seed[i % 32] ^= b;
+        }
+    }
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&seed[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x40; // RFC 4122 version 4
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    let mut hash_seed = [0u8; 16];
+    hash_seed.copy_from_slice(&seed[16..]);
+    let time = sys
+        .wall_clock()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let options = skiff_mkfs::Options {
+        label: STATE_LABEL.into(),
+        uuid,
+        hash_seed,
+        time,
+    };
+    let started = sys.since_boot();
+    match sys.format_ext4(dev, &options) {
+        Ok(summary) => {
+            let took = sys.since_boot().saturating_sub(started);
+            sys.console(&format!(
+                "skiff: formatted {dev} ({} MiB) in {} ms at {:.3}s: ext4, {} inodes, {} MiB journal",
+                summary.bytes >> 20,
+                took.as_millis(),
+                sys.since_boot().as_secs_f64(),
+                summary.inodes,
+                (summary.journal_blocks * 4096) >> 20
+            ));
+            true
+        }
+        Err(e) => {
+            sys.console(&format!(
+                "skiff: cannot format state disk {dev}: {e}; state lives in memory"
             ));
             false
         }

@@ -2,7 +2,7 @@
 //! `unsafe`), rtnetlink over a netlink socket, DHCP over a UDP socket bound to the interface.
 
 use std::ffi::CString;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -108,6 +108,35 @@ impl Sys for Linux {
             .take(u64::try_from(max).unwrap_or(u64::MAX))
             .read_to_end(&mut out)?;
         Ok(out)
+    }
+
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut out = Vec::new();
+        file.take(u64::try_from(len).unwrap_or(u64::MAX))
+            .read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn size_of(&self, path: &str) -> io::Result<u64> {
+        std::fs::File::open(path)?.seek(SeekFrom::End(0))
+    }
+
+    fn format_ext4(
+        &self,
+        path: &str,
+        options: &skiff_mkfs::Options,
+    ) -> Result<skiff_mkfs::Summary, skiff_mkfs::MkfsError> {
+        // O_EXCL on a block device: refused while anything has it mounted.
+        let mut device = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_EXCL)
+            .open(path)?;
+        let summary = skiff_mkfs::format(&mut device, options)?;
+        device.sync_all()?;
+        Ok(summary)
     }
 
     fn write(&self, path: &str, data: &[u8]) -> io::Result<()> {

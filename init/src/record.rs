@@ -27,6 +27,7 @@ pub enum Call {
     Spawn(Command),
     Kill(i32, Signal),
     Write(String),
+    Format(String),
     Sync,
     Power(PowerAction),
 }
@@ -152,6 +153,29 @@ impl Sys for Recorder {
         let mut data = self.read(path)?;
         data.truncate(max);
         Ok(data)
+    }
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let data = self.read(path)?;
+        let from = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let to = from.saturating_add(len).min(data.len());
+        Ok(data[from..to].to_vec())
+    }
+    fn size_of(&self, path: &str) -> io::Result<u64> {
+        Ok(self.read(path)?.len() as u64)
+    }
+    /// Runs the real formatter over the in-memory device.
+    fn format_ext4(
+        &self,
+        path: &str,
+        options: &skiff_mkfs::Options,
+    ) -> Result<skiff_mkfs::Summary, skiff_mkfs::MkfsError> {
+        self.record(Call::Format(path.to_owned()));
+        let mut device = io::Cursor::new(self.read(path)?);
+        let summary = skiff_mkfs::format(&mut device, options)?;
+        self.with(|s| s.files.insert(path.to_owned(), device.into_inner()));
+        Ok(summary)
     }
     fn write(&self, path: &str, data: &[u8]) -> io::Result<()> {
         self.record(Call::Write(path.to_owned()));

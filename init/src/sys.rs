@@ -83,6 +83,17 @@ pub trait Sys {
     fn read(&self, path: &str) -> io::Result<Vec<u8>>;
     /// At most the first `max` bytes of a file or device.
     fn read_head(&self, path: &str, max: usize) -> io::Result<Vec<u8>>;
+    /// At most `len` bytes of a file or device from `offset`.
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// The size in bytes of a file or block device.
+    fn size_of(&self, path: &str) -> io::Result<u64>;
+    /// Writes a new ext4 filesystem over the whole device (opened exclusively: never one in
+    /// use) and syncs it.
+    fn format_ext4(
+        &self,
+        path: &str,
+        options: &skiff_mkfs::Options,
+    ) -> Result<skiff_mkfs::Summary, skiff_mkfs::MkfsError>;
     /// Writes a whole file (created 0600 when new).
     fn write(&self, path: &str, data: &[u8]) -> io::Result<()>;
     fn list_dir(&self, path: &str) -> io::Result<Vec<String>>;

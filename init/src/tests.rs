@@ -363,21 +363,107 @@ fn spawns_with_pid(sys: &Recorder) -> i32 {
     sys.spawned()[0].0
 }
 
-#[test]
-fn a_blank_state_disk_leaves_state_in_memory_and_says_so() {
+/// A control plane whose state disk `/dev/vdb` holds `disk`; boots it for two ticks.
+fn boot_with_state_disk(disk: Vec<u8>) -> Recorder {
     let secrets = cluster();
     let sys = node(&secrets);
     let mut spec = NodeSpec::new(Role::ControlPlane, "cp-1".parse().unwrap());
     spec.state_disk = Some("/dev/vdb".parse().unwrap());
-    sys.file("/dev/vdb", vec![0u8; 4096])
+    sys.file("/dev/vdb", disk)
         .file(paths::FW_CFG_CONFIG, secrets.signed_config(&spec).unwrap());
     main_loop(&sys, "/init", &PowerRequests::default(), Some(2));
-    assert!(sys.console_text().contains("holds no ext4 filesystem"));
-    assert!(!sys.calls().contains(&Call::Mount {
+    sys
+}
+
+fn var_mounted(sys: &Recorder) -> bool {
+    sys.calls().contains(&Call::Mount {
         target: "/var".into(),
-        fstype: "ext4".into()
-    }));
-    assert_eq!(spawns(&sys).len(), 1, "the role still starts");
+        fstype: "ext4".into(),
+    })
+}
+
+fn formatted(sys: &Recorder) -> bool {
+    sys.calls().contains(&Call::Format("/dev/vdb".into()))
+}
+
+#[test]
+fn a_blank_state_disk_is_formatted_then_mounted() {
+    let sys = boot_with_state_disk(vec![0u8; 16 << 20]);
+    assert!(formatted(&sys));
+    let calls = sys.calls();
+    let format = calls
+        .iter()
+        .position(|c| *c == Call::Format("/dev/vdb".into()));
+    let mount = calls.iter().position(|c| {
+        *c == Call::Mount {
+            target: "/var".into(),
+            fstype: "ext4".into(),
+        }
+    });
+    assert!(format < mount, "formatted before mounted: {calls:?}");
+    let console = sys.console_text();
+    assert!(
+        console.contains("skiff: formatted /dev/vdb (16 MiB) in "),
+        "{console}"
+    );
+    assert!(console.contains("state disk /dev/vdb mounted on /var"));
+    let disk = sys.read_back("/dev/vdb").unwrap();
+    assert!(skiff_mkfs::has_ext4_magic(&disk));
+    assert_eq!(&disk[1024 + 0x78..1024 + 0x78 + 11], b"skiff-state");
+    // The UUID came from /dev/urandom (sevens in this double), marked as version 4.
+    assert_eq!(disk[1024 + 0x68], 7);
+    assert_eq!(disk[1024 + 0x68 + 6] >> 4, 4);
+    assert_eq!(spawns(&sys).len(), 1, "the role starts");
+}
+
+#[test]
+fn an_ext4_state_disk_is_mounted_and_not_formatted() {
+    let mut disk = vec![0u8; 4 << 20];
+    disk[1080] = 0x53;
+    disk[1081] = 0xef;
+    disk[9000] = 1; // files: never a reason to format
+    let sys = boot_with_state_disk(disk);
+    assert!(var_mounted(&sys));
+    assert!(!formatted(&sys));
+    assert!(!sys.console_text().contains("formatted"));
+}
+
+#[test]
+fn a_disk_with_foreign_data_is_left_alone_and_the_node_boots_stateless() {
+    // A partition table at the start, or anything in the last MiB.
+    let mut mbr = vec![0u8; 16 << 20];
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    let mut tail = vec![0u8; 16 << 20];
+    tail[(16 << 20) - 100] = 1;
+    for disk in [mbr, tail] {
+        let before = disk.clone();
+        let sys = boot_with_state_disk(disk);
+        assert!(!formatted(&sys));
+        assert!(!var_mounted(&sys));
+        assert_eq!(
+            sys.read_back("/dev/vdb").unwrap(),
+            before,
+            "not one byte written"
+        );
+        let console = sys.console_text();
+        assert!(
+            console.contains("holds data that is not an ext4 filesystem"),
+            "{console}"
+        );
+        assert!(console.contains("state lives in memory"));
+        assert_eq!(spawns(&sys).len(), 1, "the role still starts");
+    }
+}
+
+#[test]
+fn a_blank_disk_too_small_for_ext4_says_how_big_it_must_be() {
+    let sys = boot_with_state_disk(vec![0u8; 4 << 20]);
+    assert!(formatted(&sys), "tried");
+    assert!(!var_mounted(&sys));
+    let console = sys.console_text();
+    assert!(console.contains("at least 8 MiB"), "{console}");
+    assert!(sys.read_back("/dev/vdb").unwrap().iter().all(|&b| b == 0));
 }
 
 #[test]

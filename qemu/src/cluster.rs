@@ -41,7 +41,7 @@ pub struct ClusterBuilder {
     pub api_port: Option<u16>,
     pub accel: Option<Accel>,
     pub ready_timeout: Duration,
-    /// A state disk per node (formatted ext4 on the host with mkfs.ext4).
+    /// A state disk per node (a blank sparse file; init formats it ext4 on first boot).
     pub state_disks: bool,
     /// Sign the configs with another cluster's key (to test refusal).
     pub foreign_signer: bool,
@@ -197,25 +197,10 @@ fn mac_text(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-fn format_disk(path: &Path) -> Result<(), QemuError> {
+/// A blank sparse 1 GiB state disk: the node's init formats it on first boot.
+fn blank_disk(path: &Path) -> Result<(), QemuError> {
     let file = fs::File::create(path).map_err(QemuError::io(path))?;
-    file.set_len(1 << 30).map_err(QemuError::io(path))?;
-    drop(file);
-    let out = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "skiff-state"])
-        .arg(path)
-        .output()
-        .map_err(|source| QemuError::Spawn {
-            what: "mkfs.ext4 (install e2fsprogs)".into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(QemuError::Tool {
-            what: "mkfs.ext4".into(),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
+    file.set_len(1 << 30).map_err(QemuError::io(path))
 }
 
 impl ClusterBuilder {
@@ -329,7 +314,7 @@ impl ClusterBuilder {
             let mut spec = VmSpec::new(&name, &dir, &kernel, &initramfs);
             if self.state_disks {
                 let disk = dir.join("state.img");
-                format_disk(&disk)?;
+                blank_disk(&disk)?;
                 spec.disks.push(disk);
                 node.state_disk = Some("/dev/vda".parse().map_err(QemuError::value("disk"))?);
             }
@@ -520,6 +505,23 @@ pub struct NodeStatus {
     pub record: NodeRecord,
     pub running: bool,
     pub phases: Vec<Phase>,
+    /// What init's last boot said about the state disk (formatted, mounted, or why not).
+    pub state_disk: Vec<String>,
+}
+
+/// Init's console lines about the state disk, without the `skiff: ` prefix.
+fn state_disk_lines(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.starts_with("skiff: formatted ")
+                || l.starts_with("skiff: state disk ")
+                || l.starts_with("skiff: cannot format state disk ")
+                || l.starts_with("skiff: no state disk")
+        })
+        .map(|l| l.trim_start_matches("skiff: ").to_owned())
+        .collect()
 }
 
 /// The VMs of the cluster in `state`, with their boot timelines.
@@ -528,10 +530,14 @@ pub fn status(state: &Path) -> Result<(ClusterRecord, Vec<NodeStatus>), QemuErro
     let nodes = record
         .nodes
         .iter()
-        .map(|n| NodeStatus {
-            record: n.clone(),
-            running: vm::alive(n.pid) && is_our_vm(n.pid, &n.name),
-            phases: timeline::parse(&fs::read_to_string(&n.console).unwrap_or_default()),
+        .map(|n| {
+            let console = fs::read_to_string(&n.console).unwrap_or_default();
+            NodeStatus {
+                record: n.clone(),
+                running: vm::alive(n.pid) && is_our_vm(n.pid, &n.name),
+                phases: timeline::parse(&console),
+                state_disk: state_disk_lines(&console),
+            }
         })
         .collect();
     Ok((record, nodes))
@@ -575,5 +581,24 @@ pub fn destroy(state: &Path) -> Result<(), QemuError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(QemuError::io(state)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_picks_the_state_disk_lines_from_a_console() {
+        let console = "[    1.2] virtio_blk virtio1: [vda] 2097152 512-byte logical blocks\r\n\
+             skiff: boot phase config at 2.100s (+0.300s)\r\n\
+             skiff: formatted /dev/vda (1024 MiB) in 41 ms at 2.151s: ext4, 65536 inodes, 32 MiB journal\r\n\
+             skiff: state disk /dev/vda mounted on /var\r\n\
+             skiff: eth0 has address 10.0.2.15\r\n";
+        assert_eq!(
+            super::state_disk_lines(console),
+            [
+                "formatted /dev/vda (1024 MiB) in 41 ms at 2.151s: ext4, 65536 inodes, 32 MiB journal",
+                "state disk /dev/vda mounted on /var"
+            ]
+        );
     }
 }

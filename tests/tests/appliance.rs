@@ -411,6 +411,15 @@ fn qemu_cluster_joins_workers_runs_nginx_and_survives_reboots() {
     assert_eq!(nodes.len(), 2, "{nodes:?}");
     let console = std::fs::read_to_string(state.join("nodes/cp-1/console.log")).unwrap();
     assert!(console.contains("verified: role ControlPlane"), "{console}");
+    // Its state disk was a blank sparse file: init formatted it, then mounted it.
+    assert!(
+        console.contains("skiff: formatted /dev/vda (1024 MiB) in "),
+        "{console}"
+    );
+    assert!(
+        console.contains("state disk /dev/vda mounted on /var"),
+        "{console}"
+    );
     let (_, cidrs) = kubectl(
         &kubeconfig,
         &["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"],
@@ -622,6 +631,16 @@ spec:
         None,
     );
     assert!(ok_d && out.contains("deployment.apps/web"), "{out}");
+    // The second boot found the ext4 init made on the first and mounted it as it was.
+    let console = std::fs::read_to_string(state.join("nodes/cp-1/console.log")).unwrap();
+    assert!(
+        console.contains("state disk /dev/vda mounted on /var"),
+        "{console}"
+    );
+    assert!(
+        !console.contains("skiff: formatted"),
+        "formatted twice:\n{console}"
+    );
 
     let status = ok(&["cluster", "status", "--state", &state_str]);
     println!("{status}");
@@ -765,6 +784,20 @@ fn qemu_worker_runs_nginx_in_little_memory() {
         "cluster create (1+1): {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    // The state disks are blank sparse files: each node's init formatted its own.
+    for node in ["cp-1", "worker-1"] {
+        let console =
+            std::fs::read_to_string(state.join(format!("nodes/{node}/console.log"))).unwrap();
+        let line = console
+            .lines()
+            .find(|l| l.contains("skiff: formatted /dev/vda (1024 MiB) in "))
+            .unwrap_or_else(|| panic!("{node} did not format its state disk:\n{console}"));
+        println!("{node}: {}", line.trim());
+        assert!(
+            console.contains("state disk /dev/vda mounted on /var"),
+            "{console}"
+        );
+    }
     let kubeconfig = state.join("kubeconfig");
     let (applied, out) = kubectl(&kubeconfig, &["apply", "-f", "-"], Some(NGINX_DEPLOYMENT));
     assert!(applied, "{out}");
