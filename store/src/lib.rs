@@ -17,6 +17,7 @@
 mod conformance;
 mod contract;
 mod redb_store;
+mod wal;
 mod watch_hub;
 
 pub use contract::{Event, EventKind, KeyValue, ListPage, Store, StoreError, WatchStream};

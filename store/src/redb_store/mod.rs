@@ -4,7 +4,11 @@
 //!   meta table holds the current revision and the compaction floor. Only current values are
 //!   stored; history for watches lives in the in-memory [`WatchHub`].
 //! * Writes go through one writer thread doing group commit (see [`writer`]): every queued
-//!   operation is applied in one durable transaction, then each caller gets its own answer.
+//!   operation is applied in one transaction, whose changes are appended as one record to the
+//!   write-ahead log (`PATH.wal`, see [`crate::wal`]) and synced before the transaction commits
+//!   and each caller gets its own answer. The redb file itself is made durable by a checkpoint
+//!   every so many batches; opening the store replays the log's records past the revision of
+//!   the last checkpoint.
 //! * Reads open a redb read transaction (a consistent snapshot). Point reads run inline; range
 //!   reads and counts (which may walk many keys, e.g. for `remaining`) run on the blocking pool.
 //! * After a restart the watch history is empty and its floor is the current revision: a client
@@ -23,7 +27,9 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::contract::{KeyValue, ListPage, Store, StoreError, WatchStream};
+use crate::wal::{Batch, Change, Wal};
 use crate::watch_hub::{DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, WatchHub};
+use tables::Meta;
 use writer::{Op, Reply, Request};
 
 pub(crate) use tables::backend_error;
@@ -59,6 +65,8 @@ struct Shared {
     revision: AtomicU64,
     /// Write transactions committed since open.
     commits: AtomicU64,
+    /// Revisions recovered from the write-ahead log when the store was opened.
+    replayed: u64,
     hub: WatchHub,
 }
 
@@ -85,11 +93,28 @@ impl RedbStore {
             .create(path)
             .map_err(backend_error)?;
         let meta = tables::init(&db)?;
+        let wal_path = wal_path(path);
+        let (mut wal, batches) = Wal::open(&wal_path).map_err(backend_error)?;
+        let checkpointed = meta.revision;
+        let meta = replay(&db, meta, &batches)?;
+        if !batches.is_empty() {
+            // Everything in the log is now durable in the redb file.
+            wal.restart().map_err(backend_error)?;
+        }
+        let replayed = meta.revision - checkpointed;
+        if replayed > 0 {
+            tracing::info!(
+                revision = meta.revision,
+                replayed,
+                "store recovered writes from its write-ahead log"
+            );
+        }
         let hub = WatchHub::new(meta.revision, options.watch_events, options.watch_bytes);
         let shared = Arc::new(Shared {
             db,
             revision: AtomicU64::new(meta.revision),
             commits: AtomicU64::new(0),
+            replayed,
             hub,
         });
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -98,7 +123,7 @@ impl RedbStore {
             let max_batch = options.max_batch.max(1);
             std::thread::Builder::new()
                 .name("skiff-store-writer".into())
-                .spawn(move || writer::run(&shared, meta, rx, max_batch))
+                .spawn(move || writer::run(&shared, meta, wal, rx, max_batch))
                 .map_err(backend_error)?
         };
         tracing::debug!(path = %path.display(), revision = meta.revision, "store opened");
@@ -118,6 +143,12 @@ impl RedbStore {
     /// number of writes under concurrency.
     pub fn commits(&self) -> u64 {
         self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// Writes recovered from the write-ahead log when the store was opened: those acknowledged
+    /// after the last checkpoint before a crash.
+    pub fn replayed(&self) -> u64 {
+        self.shared.replayed
     }
 
     async fn submit(&self, op: Op) -> Result<Reply, StoreError> {
@@ -147,6 +178,74 @@ impl RedbStore {
             .await
             .map_err(backend_error)?
     }
+}
+
+/// The write-ahead log next to the redb file at `path`.
+fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".wal");
+    name.into()
+}
+
+/// The log skips or contradicts revisions the redb file already has.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "write-ahead log holds revision {found} where {expected} was expected; the log does not \
+     belong to this store file"
+)]
+struct ReplayGap {
+    found: u64,
+    expected: u64,
+}
+
+/// Apply the log's changes past the redb file's revision in one durable transaction.
+fn replay(db: &Database, mut meta: Meta, batches: &[Batch]) -> Result<Meta, StoreError> {
+    let fresh = |meta: &Meta, b: &Batch| {
+        b.compacted > meta.compacted || b.changes.iter().any(|c| c.revision() > meta.revision)
+    };
+    if !batches.iter().any(|b| fresh(&meta, b)) {
+        return Ok(meta);
+    }
+    let txn = db.begin_write().map_err(backend_error)?;
+    {
+        let mut table = txn.open_table(tables::KV).map_err(backend_error)?;
+        for batch in batches {
+            for change in &batch.changes {
+                let revision = change.revision();
+                if revision <= meta.revision {
+                    // Already in the last checkpoint.
+                    continue;
+                }
+                if revision != meta.revision + 1 {
+                    return Err(backend_error(ReplayGap {
+                        found: revision,
+                        expected: meta.revision + 1,
+                    }));
+                }
+                match change {
+                    Change::Put {
+                        key,
+                        value,
+                        create_revision,
+                        mod_revision,
+                    } => {
+                        let record = tables::encode(*create_revision, *mod_revision, value);
+                        table
+                            .insert(key.as_str(), &record[..])
+                            .map_err(backend_error)?;
+                    }
+                    Change::Delete { key, .. } => {
+                        table.remove(key.as_str()).map_err(backend_error)?;
+                    }
+                }
+                meta.revision = revision;
+            }
+            meta.compacted = meta.compacted.max(batch.compacted.min(meta.revision));
+        }
+    }
+    tables::write_meta(&txn, meta).map_err(backend_error)?;
+    txn.commit().map_err(backend_error)?;
+    Ok(meta)
 }
 
 impl Drop for RedbStore {
