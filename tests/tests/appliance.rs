@@ -949,3 +949,87 @@ fn qemu_worker_runs_nginx_in_little_memory() {
     println!("{}", ok(&["cluster", "status", "--state", &state_str]));
     println!("a {memory} MiB worker runs 2 nginx pods");
 }
+
+/// Benchmark helper (ignored; run by hand): boots a lone control plane with `SKIFF_CP_MEMORY`
+/// MiB (default 192): its API server and its own agent, the Node Ready, and a DaemonSet pod
+/// that tolerates the control-plane taint Running on it. `docs/benchmarks.md`
+/// (appliance-bench) reports the smallest size that passes.
+#[test]
+#[ignore = "benchmark: run by hand with SKIFF_CP_MEMORY"]
+fn qemu_control_plane_runs_its_node_in_little_memory() {
+    let memory = std::env::var("SKIFF_CP_MEMORY").unwrap_or_else(|_| "192".into());
+    let image = image();
+    let temp = tempfile::tempdir().unwrap();
+    let state = temp.path().join("cluster");
+    let state_str = state.to_str().unwrap().to_owned();
+    let registry = Registry::start();
+    registry.push(&busybox_image(), "library/busybox:latest");
+    let port = registry.host.rsplit_once(':').unwrap().1.to_owned();
+    let mirror = format!("docker.io=http://10.0.2.2:{port}");
+    let _guard = ClusterGuard(state_str.clone());
+    let started = Instant::now();
+    let created = skiff(&[
+        "cluster",
+        "create",
+        "--workers",
+        "0",
+        "--state",
+        &state_str,
+        "--image",
+        image.to_str().unwrap(),
+        "--memory",
+        &memory,
+        "--registry-mirror",
+        &mirror,
+    ]);
+    assert!(
+        created.status.success(),
+        "cluster create with a {memory} MiB control plane:\n{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    println!(
+        "cluster create (1+0): {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let kubeconfig = state.join("kubeconfig");
+    let nodes = node_readiness(&kubeconfig).expect("kubectl get nodes");
+    assert_eq!(nodes, [("cp-1".to_owned(), "True".to_owned())]);
+    let (applied, out) = kubectl(
+        &kubeconfig,
+        &["apply", "-f", "-"],
+        Some(EVERYWHERE_DAEMONSET),
+    );
+    assert!(applied, "{out}");
+    wait_for(
+        &state,
+        "the daemon pod Running on cp-1",
+        Duration::from_secs(180),
+        || {
+            let (_, out) = kubectl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "pods",
+                    "-l",
+                    "app=everywhere",
+                    "-o",
+                    "jsonpath={.items[*].spec.nodeName} {.items[*].status.phase}",
+                ],
+                None,
+            );
+            if out == "cp-1 Running" {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    println!("{}", ok(&["cluster", "status", "--state", &state_str]));
+    let console = std::fs::read_to_string(state.join("nodes/cp-1/console.log")).unwrap();
+    let timeline: Vec<&str> = console
+        .lines()
+        .filter(|l| l.contains("boot phase"))
+        .collect();
+    println!("{}", timeline.join("\n"));
+    println!("a {memory} MiB control plane serves the API and runs its own node with a pod");
+}
