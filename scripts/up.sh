@@ -21,8 +21,8 @@ cat <<MSG
 
 The cluster is up.
   export KUBECONFIG=$PWD/$state/kubeconfig
-  kubectl get nodes                                  # worker-1 ... Ready (the control plane runs no agent)
-  kubectl create deployment web --image=nginx        # pulled by the workers (a local mirror: --registry-mirror)
+  kubectl get nodes                                  # cp-1 (control-plane, tainted NoSchedule), worker-1 ... all Ready
+  kubectl create deployment web --image=nginx        # runs on the workers (a local mirror: --registry-mirror)
   ./target/release/skiff cluster status --state $state     # VMs, console logs, boot timelines
   ./target/release/skiff cluster destroy --state $state    # removes every VM and file it made
 MSG

@@ -85,6 +85,15 @@ enum Command {
         /// Percent of the image filesystem in use image garbage collection frees down to.
         #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
         image_gc_low_threshold: u8,
+        /// Labels the Node registers with, `KEY=VALUE[,KEY=VALUE...]` (the kubelet's flag; a
+        /// `node-role.kubernetes.io/ROLE` label replaces the default `worker` role).
+        #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_node_labels)]
+        node_labels: Vec<NodeLabels>,
+        /// Taints the Node registers with, `KEY[=VALUE]:EFFECT[,...]`, EFFECT one of
+        /// NoSchedule, PreferNoSchedule, NoExecute (the kubelet's flag). Merged into an
+        /// existing Node's taints.
+        #[arg(long, value_name = "KEY[=VALUE]:EFFECT,...", value_parser = parse_taints)]
+        register_with_taints: Vec<Taints>,
     },
     /// Generate things: `skiff gen config`.
     Gen {
@@ -232,6 +241,22 @@ enum ClusterCommand {
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
     },
+}
+
+/// One `--node-labels` value.
+#[derive(Debug, Clone)]
+struct NodeLabels(Vec<(String, String)>);
+
+fn parse_node_labels(text: &str) -> Result<NodeLabels, skiff_agent::node::FlagError> {
+    skiff_agent::node::parse_node_labels(text).map(NodeLabels)
+}
+
+/// One `--register-with-taints` value.
+#[derive(Debug, Clone)]
+struct Taints(Vec<skiff_agent::node::Taint>);
+
+fn parse_taints(text: &str) -> Result<Taints, skiff_agent::node::FlagError> {
+    skiff_agent::node::parse_taints(text).map(Taints)
 }
 
 /// "40s", "500ms", "5m", "1h" or plain seconds.
@@ -443,6 +468,8 @@ fn main() -> ExitCode {
             local_images,
             image_gc_high_threshold,
             image_gc_low_threshold,
+            node_labels,
+            register_with_taints,
         } => {
             let node_name = node_name.unwrap_or_else(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -462,6 +489,13 @@ fn main() -> ExitCode {
                     low_percent: image_gc_low_threshold.min(image_gc_high_threshold),
                     ..skiff_agent::image::GcPolicy::default()
                 },
+                // Repeated flags add up; a later value for the same key or taint wins.
+                node_labels: node_labels.into_iter().flat_map(|l| l.0).collect(),
+                register_with_taints: register_with_taints
+                    .into_iter()
+                    .fold(Vec::new(), |all, t| {
+                        skiff_agent::node::merge_taints(&all, &t.0)
+                    }),
             };
             let Some(runtime) = runtime() else {
                 return ExitCode::from(1);
@@ -636,5 +670,80 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let base = ["skiff", "agent", "--kubeconfig", "k", "--data-dir", "d"];
+        Cli::try_parse_from(base.iter().chain(extra))
+    }
+
+    /// The first line of a refused command line (what the user sees before clap's hint).
+    fn refusal(extra: &[&str]) -> String {
+        match agent(extra) {
+            Ok(_) => panic!("{extra:?} was accepted"),
+            Err(e) => e.to_string().lines().next().unwrap_or_default().to_owned(),
+        }
+    }
+
+    #[test]
+    fn agent_takes_kubelet_style_labels_and_taints() {
+        let cli = agent(&[
+            "--node-labels",
+            "node-role.kubernetes.io/control-plane=,zone=a",
+            "--node-labels",
+            "zone=b",
+            "--register-with-taints",
+            "node-role.kubernetes.io/control-plane:NoSchedule",
+            "--register-with-taints",
+            "dedicated=gpu:NoExecute",
+        ])
+        .unwrap();
+        let Command::Agent {
+            node_labels,
+            register_with_taints,
+            ..
+        } = cli.command
+        else {
+            panic!("not the agent command");
+        };
+        let labels: Vec<(String, String)> = node_labels.into_iter().flat_map(|l| l.0).collect();
+        assert_eq!(labels.len(), 3, "{labels:?}");
+        let taints: Vec<String> = register_with_taints
+            .into_iter()
+            .flat_map(|t| t.0)
+            .map(|t| format!("{}={}:{}", t.key, t.value.unwrap_or_default(), t.effect))
+            .collect();
+        assert_eq!(
+            taints,
+            [
+                "node-role.kubernetes.io/control-plane=:NoSchedule",
+                "dedicated=gpu:NoExecute"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_labels_and_taints_are_refused_naming_the_flag() {
+        let line = refusal(&["--node-labels", "zone"]);
+        assert!(line.contains("--node-labels"), "{line}");
+        assert!(line.contains("\"zone\" is not KEY=VALUE"), "{line}");
+        let line = refusal(&["--node-labels", "zone=a b"]);
+        assert!(
+            line.contains("--node-labels") && line.contains("value"),
+            "{line}"
+        );
+        let line = refusal(&["--register-with-taints", "dedicated=gpu"]);
+        assert!(line.contains("--register-with-taints"), "{line}");
+        assert!(line.contains("KEY[=VALUE]:EFFECT"), "{line}");
+        let line = refusal(&["--register-with-taints", "k:Never"]);
+        assert!(
+            line.contains("--register-with-taints") && line.contains("\"Never\""),
+            "{line}"
+        );
     }
 }

@@ -183,7 +183,7 @@ pub fn cluster_create(
         record.name, record.accel, record.api_port
     );
     println!(
-        "kubectl --kubeconfig {} get nodes",
+        "kubectl --kubeconfig {} get nodes   # every VM Ready; control planes tainted NoSchedule",
         record.kubeconfig.display()
     );
     println!(

@@ -40,6 +40,10 @@ pub struct AgentOptions {
     pub local_images: Option<PathBuf>,
     /// When image garbage collection runs and when the node reports DiskPressure.
     pub image_gc: image::GcPolicy,
+    /// `--node-labels`: labels the Node gets at registration (and on every restart).
+    pub node_labels: std::collections::BTreeMap<String, String>,
+    /// `--register-with-taints`: taints merged into the Node at registration.
+    pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
 }
 
 /// Why the agent stopped.
@@ -121,8 +125,10 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         port: opts.port,
         data_dir: opts.data_dir.clone(),
         image_fs_pressure: Arc::default(),
+        labels: opts.node_labels.clone(),
+        taints: opts.register_with_taints.clone(),
     };
-    let registered = node::register(&client, &cfg).await?;
+    let registered = node::register_when_up(&client, &cfg).await?;
     tracing::info!(node = %cfg.name, %ip, "registered");
     let node_uid = registered.metadata.uid.clone().unwrap_or_default();
     tokio::spawn(node::lease_loop(client.clone(), cfg.name.clone(), node_uid));

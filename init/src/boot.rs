@@ -29,6 +29,9 @@ pub mod paths {
     pub const GENERATION: &str = "/var/lib/skiff/machine/generation";
     pub const APPLIED_CONFIG: &str = "/var/lib/skiff/machine/config.yaml";
     pub const RANDOM_SEED: &str = "/var/lib/skiff/random-seed";
+    /// A control plane's own node credentials (client certificate `system:node:<hostname>`,
+    /// issued from the cluster CA), kept across reboots and reissued when they stop fitting.
+    pub const NODE_KUBECONFIG: &str = "/var/lib/skiff/pki/node-kubeconfig";
     pub const RUN: &str = "/run/skiff";
 }
 
@@ -578,8 +581,126 @@ fn endpoint_host(endpoint: &str) -> String {
         .to_owned()
 }
 
-/// Writes the files the role's services read and returns the services to run.
-pub fn role_services(sys: &dyn Sys, config: &MachineConfig, exe: &str) -> Vec<Service> {
+/// The label and taint a control plane's Node carries (kubeadm's).
+pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane=";
+pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane:NoSchedule";
+
+/// `skiff agent` arguments every node's agent gets.
+fn agent_args(config: &MachineConfig, kubeconfig: String) -> Vec<String> {
+    vec![
+        "agent".to_owned(),
+        "--kubeconfig".to_owned(),
+        kubeconfig,
+        "--node-name".to_owned(),
+        config.machine.hostname.to_string(),
+        "--data-dir".to_owned(),
+        format!("{}/agent", paths::STATE),
+    ]
+}
+
+/// `--registry-mirror REGISTRY=URL` for every mirror in the config.
+fn mirror_args(config: &MachineConfig) -> Vec<String> {
+    let mut args = Vec::new();
+    for (registry, mirrors) in &config.machine.registry_mirrors {
+        for mirror in mirrors {
+            args.push("--registry-mirror".to_owned());
+            args.push(format!("{registry}={}", mirror.url));
+        }
+    }
+    args
+}
+
+/// The address a control plane's Node reports: the cluster endpoint's host when that is one
+/// of this machine's addresses, else the first static address in the config, else the first
+/// address the network got. (Its agent talks to 127.0.0.1, which says nothing about it.)
+fn control_plane_node_ip(config: &MachineConfig, addresses: &[IpAddr]) -> Option<IpAddr> {
+    let endpoint = endpoint_host(config.cluster.endpoint.as_str())
+        .parse::<IpAddr>()
+        .ok()
+        .filter(|ip| addresses.contains(ip));
+    let configured = config
+        .machine
+        .network
+        .interfaces
+        .iter()
+        .flat_map(|i| &i.addresses)
+        .map(|a| a.addr())
+        .next();
+    endpoint
+        .or(configured)
+        .or_else(|| addresses.iter().copied().find(|a| !a.is_loopback()))
+}
+
+/// The control plane's own agent: its node kubeconfig (kept from an earlier boot while it fits,
+/// else issued now from the cluster CA) and its arguments. `None`, after saying why, when no
+/// credentials can be made: the API server then runs without a node of its own.
+fn control_plane_agent_args(
+    sys: &dyn Sys,
+    config: &MachineConfig,
+    ca_key: &str,
+    addresses: &[IpAddr],
+) -> Option<Vec<String>> {
+    let cluster = &config.cluster;
+    let node = config.machine.hostname.as_str();
+    let url = format!("https://127.0.0.1:{}", cluster.endpoint.port());
+    let issued =
+        skiff_pki::CertificateAuthority::from_pem(cluster.ca.as_str(), ca_key).and_then(|ca| {
+            let existing = sys
+                .read(paths::NODE_KUBECONFIG)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            skiff_pki::node_kubeconfig(&ca, cluster.name.as_str(), &url, node, existing.as_deref())
+        });
+    let (kubeconfig, fresh) = match issued {
+        Ok(got) => got,
+        Err(e) => {
+            sys.console(&format!(
+                "skiff: cannot make this control plane's node certificate from the cluster CA ({e});                  it will not run pods or show in `kubectl get nodes`. Regenerate the config with `skiff gen config`"
+            ));
+            return None;
+        }
+    };
+    if fresh {
+        let dir = paths::NODE_KUBECONFIG
+            .rsplit_once('/')
+            .map_or(paths::STATE, |(d, _)| d);
+        let written = sys
+            .mkdir_all(dir)
+            .and_then(|()| sys.write(paths::NODE_KUBECONFIG, kubeconfig.to_yaml().as_bytes()));
+        if let Err(e) = written {
+            sys.console(&format!(
+                "skiff: cannot write {}: {e}; this control plane runs no agent",
+                paths::NODE_KUBECONFIG
+            ));
+            return None;
+        }
+        sys.console(&format!(
+            "skiff: issued node certificate {} for this control plane's agent",
+            skiff_pki::node_user(node)
+        ));
+    }
+    let mut args = agent_args(config, paths::NODE_KUBECONFIG.to_owned());
+    if let Some(ip) = control_plane_node_ip(config, addresses) {
+        args.extend(["--node-ip".to_owned(), ip.to_string()]);
+    }
+    args.extend([
+        "--node-labels".to_owned(),
+        CONTROL_PLANE_LABEL.to_owned(),
+        "--register-with-taints".to_owned(),
+        CONTROL_PLANE_TAINT.to_owned(),
+    ]);
+    args.extend(mirror_args(config));
+    Some(args)
+}
+
+/// Writes the files the role's services read and returns the services to run, in start
+/// order. `addresses` are the ones the network configuration gave this machine.
+pub fn role_services(
+    sys: &dyn Sys,
+    config: &MachineConfig,
+    exe: &str,
+    addresses: &[IpAddr],
+) -> Vec<Service> {
     let run = paths::RUN;
     let _ = sys.mkdir_all(run);
     let env = vec![
@@ -622,14 +743,34 @@ pub fn role_services(sys: &dyn Sys, config: &MachineConfig, exe: &str) -> Vec<Se
                 "--service-account-key-file".to_owned(),
                 sa_key,
             ];
-            vec![Service::new(
+            let server = Service::new(
                 "server",
                 Command {
                     program: exe.into(),
                     args,
-                    env,
+                    env: env.clone(),
                 },
-            )]
+            );
+            let mut services = vec![server];
+            // The control plane is a node too: its agent registers it (labelled and tainted
+            // so ordinary pods stay off it) once the API server listens.
+            if let Some(args) =
+                control_plane_agent_args(sys, config, secrets.ca_key.as_str(), addresses)
+            {
+                let api = SocketAddr::from((Ipv4Addr::LOCALHOST, cluster.endpoint.port()));
+                services.push(
+                    Service::new(
+                        "agent",
+                        Command {
+                            program: exe.into(),
+                            args,
+                            env,
+                        },
+                    )
+                    .after(api),
+                );
+            }
+            services
         }
         (Role::Worker, _, Some(secrets)) => {
             let kubeconfig = format!("{run}/bootstrap-kubeconfig");
@@ -637,21 +778,8 @@ pub fn role_services(sys: &dyn Sys, config: &MachineConfig, exe: &str) -> Vec<Se
                 &kubeconfig,
                 bootstrap_kubeconfig(config, secrets.bootstrap_token.as_str()).as_bytes(),
             );
-            let mut args = vec![
-                "agent".to_owned(),
-                "--kubeconfig".to_owned(),
-                kubeconfig,
-                "--node-name".to_owned(),
-                config.machine.hostname.to_string(),
-                "--data-dir".to_owned(),
-                format!("{}/agent", paths::STATE),
-            ];
-            for (registry, mirrors) in &config.machine.registry_mirrors {
-                for mirror in mirrors {
-                    args.push("--registry-mirror".to_owned());
-                    args.push(format!("{registry}={}", mirror.url));
-                }
-            }
+            let mut args = agent_args(config, kubeconfig);
+            args.extend(mirror_args(config));
             vec![Service::new(
                 "agent",
                 Command {
@@ -696,6 +824,8 @@ pub const AGENT_REGISTERED: &str = "registered";
 /// How init decides the role is up (the `ready` boot phase).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadyCheck {
+    /// Every one of these passes.
+    All(Vec<ReadyCheck>),
     /// A TCP connection opens (the control plane's API port).
     Tcp(SocketAddr),
     /// A service printed a line containing `needle` (the agent registered its Node).
@@ -709,6 +839,7 @@ impl ReadyCheck {
     /// Whether the role is up now.
     pub fn passed(&self, sys: &dyn Sys, services: &[Service], timeout: Duration) -> bool {
         match self {
+            Self::All(checks) => checks.iter().all(|c| c.passed(sys, services, timeout)),
             Self::Tcp(addr) => sys.tcp_probe(*addr, timeout),
             Self::LogLine { service, needle } => {
                 services.iter().filter(|s| s.name == *service).any(|s| {
@@ -721,18 +852,27 @@ impl ReadyCheck {
     }
 }
 
-/// Where the role's readiness is checked: the API port for a control plane, the agent's
-/// registration for a worker.
-pub fn ready_probe(config: &MachineConfig) -> Option<ReadyCheck> {
+/// Where the role's readiness is checked: a control plane is ready when its API port answers
+/// and its own agent registered its Node; a worker when its agent registered its Node. A
+/// control plane that could not start an agent (see [`role_services`]) is ready with its API.
+pub fn ready_probe(config: &MachineConfig, services: &[Service]) -> Option<ReadyCheck> {
+    let registered = ReadyCheck::LogLine {
+        service: "agent",
+        needle: AGENT_REGISTERED,
+    };
     match config.role {
-        Role::ControlPlane => Some(ReadyCheck::Tcp(SocketAddr::from((
-            Ipv4Addr::LOCALHOST,
-            config.cluster.endpoint.port(),
-        )))),
-        Role::Worker => Some(ReadyCheck::LogLine {
-            service: "agent",
-            needle: AGENT_REGISTERED,
-        }),
+        Role::ControlPlane => {
+            let api = ReadyCheck::Tcp(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                config.cluster.endpoint.port(),
+            )));
+            if services.iter().any(|s| s.name == "agent") {
+                Some(ReadyCheck::All(vec![api, registered]))
+            } else {
+                Some(api)
+            }
+        }
+        Role::Worker => Some(registered),
     }
 }
 
@@ -746,6 +886,8 @@ pub struct Boot<'a> {
     pub keys: Vec<PublicKey>,
     pub network_done: bool,
     pub persistent: bool,
+    /// The addresses the network configuration gave this machine.
+    pub addresses: Vec<IpAddr>,
 }
 
 impl<'a> Boot<'a> {
@@ -780,6 +922,7 @@ impl<'a> Boot<'a> {
             keys,
             network_done: false,
             persistent: false,
+            addresses: Vec::new(),
         }
     }
 
@@ -792,7 +935,10 @@ impl<'a> Boot<'a> {
             .as_deref()
             .is_some_and(|c| c.starts_with("http"));
         if needs_network && !self.network_done {
-            configure_network(sys, None);
+            self.addresses = configure_network(sys, None)
+                .into_iter()
+                .map(|(_, ip)| ip)
+                .collect();
             self.network_done = true;
             self.timeline.mark(sys, "network");
         }
@@ -817,11 +963,14 @@ impl<'a> Boot<'a> {
             sys.console(&format!("skiff: cannot set hostname: {e}"));
         }
         if !self.network_done {
-            configure_network(sys, Some(&verified.config));
+            self.addresses = configure_network(sys, Some(&verified.config))
+                .into_iter()
+                .map(|(_, ip)| ip)
+                .collect();
             self.network_done = true;
             self.timeline.mark(sys, "network");
         }
-        let services = role_services(sys, &verified.config, &self.exe);
+        let services = role_services(sys, &verified.config, &self.exe, &self.addresses);
         Some((verified, services))
     }
 }

@@ -151,7 +151,7 @@ pub fn main_loop_with(
             }
             None if sys.since_boot() >= next_config_try => {
                 if let Some((verified, services)) = boot.try_config() {
-                    probe = boot::ready_probe(&verified.config);
+                    probe = boot::ready_probe(&verified.config, &services);
                     let mut sup = Supervisor::new(services);
                     sup.start_due(sys);
                     boot.timeline.mark(sys, "services");

@@ -1,9 +1,11 @@
-//! The role's services and their supervision: what each role runs, restarting a service that
-//! exits (back-off doubling from 1 s to 30 s, reset after a minute of uptime), its output kept in
-//! a bounded buffer and mirrored to the console, and stopping everything in reverse order.
+//! The role's services and their supervision: what each role runs, starting a service only
+//! once the port it needs accepts connections, restarting a service that exits (back-off
+//! doubling from 1 s to 30 s, reset after a minute of uptime), its output kept in a bounded
+//! buffer and mirrored to the console, and stopping everything in reverse order.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ pub const LOG_LINE_BYTES: usize = 4096;
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// How long one check of a service's start condition may take (it runs on every tick).
+const AFTER_PROBE: Duration = Duration::from_millis(100);
 
 /// A service's recent output: the last [`LOG_LINES`] lines.
 #[derive(Debug, Default)]
@@ -58,6 +62,9 @@ pub struct Service {
     pub command: Command,
     pub pid: Option<i32>,
     pub restarts: u32,
+    /// Started (and restarted) only while a TCP connection to this address opens.
+    pub after: Option<SocketAddr>,
+    said_waiting: bool,
     started_at: Duration,
     next_start: Duration,
     pub log: Arc<Mutex<LogBuffer>>,
@@ -70,10 +77,20 @@ impl Service {
             command,
             pid: None,
             restarts: 0,
+            after: None,
+            said_waiting: false,
             started_at: Duration::ZERO,
             next_start: Duration::ZERO,
             log: Arc::default(),
         }
+    }
+
+    /// Starts the service only once `addr` accepts TCP connections (e.g. the API server's
+    /// port for the control plane's own agent).
+    #[must_use]
+    pub fn after(mut self, addr: SocketAddr) -> Self {
+        self.after = Some(addr);
+        self
     }
 }
 
@@ -102,6 +119,19 @@ impl Supervisor {
             if service.pid.is_some() || now < service.next_start {
                 continue;
             }
+            if let Some(addr) = service.after
+                && !sys.tcp_probe(addr, AFTER_PROBE)
+            {
+                if !service.said_waiting {
+                    sys.console(&format!(
+                        "skiff: {} waits for {addr} to accept connections",
+                        service.name
+                    ));
+                    service.said_waiting = true;
+                }
+                continue;
+            }
+            service.said_waiting = false;
             match sys.spawn(&service.command) {
                 Ok(spawned) => {
                     sys.console(&format!(
@@ -268,6 +298,37 @@ mod tests {
         // An unknown pid (an orphan that was re-parented to init) changes nothing.
         sup.exited(&sys, 4242, ExitKind::Code(0));
         assert!(sup.services[0].pid.is_some());
+    }
+
+    #[test]
+    fn a_service_with_a_start_condition_waits_for_its_port() {
+        let sys = Recorder::default();
+        let api = SocketAddr::from(([127, 0, 0, 1], 6443));
+        let mut sup = Supervisor::new(vec![
+            Service::new("server", cmd("/server")),
+            Service::new("agent", cmd("/agent")).after(api),
+        ]);
+        for _ in 0..5 {
+            sup.start_due(&sys);
+            sys.advance(Duration::from_millis(200));
+        }
+        let programs = |sys: &Recorder| -> Vec<String> {
+            sys.spawned()
+                .into_iter()
+                .map(|(_, c)| c.program.display().to_string())
+                .collect()
+        };
+        assert_eq!(programs(&sys), ["/server"]);
+        assert_eq!(
+            sys.console_text()
+                .matches("agent waits for 127.0.0.1:6443")
+                .count(),
+            1,
+            "said once, not on every tick"
+        );
+        sys.listening(api);
+        sup.start_due(&sys);
+        assert_eq!(programs(&sys), ["/server", "/agent"]);
     }
 
     #[test]

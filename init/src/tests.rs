@@ -130,12 +130,18 @@ fn a_signed_control_plane_config_starts_the_api_server() {
         b"nameserver 10.0.2.3\n"
     );
 
+    // The API server, then (its port answers) the control plane's own agent.
     let spawned = spawns(&sys);
-    assert_eq!(spawned.len(), 1);
+    assert_eq!(spawned.len(), 2);
     let args = spawned[0].args.join(" ");
     assert!(
         args.starts_with("server --data-dir /var/lib/skiff/server --listen 0.0.0.0:6443"),
         "{args}"
+    );
+    let agent = spawned[1].args.join(" ");
+    assert!(
+        agent.starts_with("agent --kubeconfig /var/lib/skiff/pki/node-kubeconfig --node-name cp-1"),
+        "{agent}"
     );
     assert!(args.contains("--san 10.5.0.10"), "{args}");
     assert_eq!(
@@ -166,13 +172,121 @@ fn a_signed_control_plane_config_starts_the_api_server() {
     );
 
     let console = sys.console_text();
-    for phase in ["kernel", "init", "config", "network", "services", "ready"] {
+    for phase in ["kernel", "init", "config", "network", "services"] {
         assert!(
             console.contains(&format!("boot phase {phase} at")),
             "{phase} missing:\n{console}"
         );
     }
+    // The API answers, but the control plane's own Node is not registered yet.
+    assert!(!console.contains("boot phase ready"), "{console}");
     assert!(console.contains("verified: role ControlPlane"), "{console}");
+}
+
+fn control_plane_config(secrets: &ClusterSecrets) -> skiff_machine::MachineConfig {
+    let signed = control_plane(secrets, 1);
+    skiff_machine::verify(&signed, &[secrets.public_key()])
+        .unwrap()
+        .config
+}
+
+#[test]
+fn a_control_plane_runs_its_api_server_then_its_own_agent() {
+    use crate::boot::{paths::NODE_KUBECONFIG, role_services};
+    let secrets = cluster();
+    let mut config = control_plane_config(&secrets);
+    config.machine.registry_mirrors.insert(
+        "docker.io".parse().unwrap(),
+        vec![skiff_machine::Mirror {
+            url: "http://10.0.2.2:5000".parse().unwrap(),
+            insecure: true,
+        }],
+    );
+    let sys = node(&secrets);
+    let addresses = ["10.0.2.15".parse().unwrap(), "10.5.0.10".parse().unwrap()];
+    let services = role_services(&sys, &config, "/init", &addresses);
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["server", "agent"], "in start order");
+    assert_eq!(services[0].after, None);
+    assert_eq!(
+        services[1].after,
+        Some(SocketAddr::from(([127, 0, 0, 1], 6443))),
+        "the agent starts once the API server listens"
+    );
+    let args = services[1].command.args.join(" ");
+    assert_eq!(
+        args,
+        "agent --kubeconfig /var/lib/skiff/pki/node-kubeconfig --node-name cp-1 \
+         --data-dir /var/lib/skiff/agent --node-ip 10.5.0.10 \
+         --node-labels node-role.kubernetes.io/control-plane= \
+         --register-with-taints node-role.kubernetes.io/control-plane:NoSchedule \
+         --registry-mirror docker.io=http://10.0.2.2:5000"
+    );
+
+    // Its credentials: a client certificate for system:node:cp-1 from the cluster CA, for
+    // the API server on 127.0.0.1, written under the state directory.
+    let text = String::from_utf8(sys.read_back(NODE_KUBECONFIG).unwrap()).unwrap();
+    let kubeconfig = skiff_pki::Kubeconfig::from_yaml(&text).unwrap();
+    assert_eq!(kubeconfig.server_url(), Some("https://127.0.0.1:6443"));
+    let cert = kubeconfig.client_cert().unwrap().cert_der().unwrap();
+    let id = skiff_pki::identity_from_der(&cert).unwrap();
+    assert_eq!(id.user, "system:node:cp-1");
+    assert_eq!(id.groups, ["system:nodes"]);
+    let (_, reissued) = skiff_pki::node_kubeconfig(
+        &secrets.kubernetes_ca,
+        "demo",
+        "https://127.0.0.1:6443",
+        "cp-1",
+        Some(&text),
+    )
+    .unwrap();
+    assert!(!reissued, "signed by the cluster CA");
+    assert!(
+        sys.console_text()
+            .contains("issued node certificate system:node:cp-1")
+    );
+
+    // The next boot keeps them; a kubeconfig that no longer fits (here: none of ours) is
+    // replaced.
+    let writes = |sys: &Recorder| {
+        sys.calls()
+            .iter()
+            .filter(|c| **c == Call::Write(NODE_KUBECONFIG.into()))
+            .count()
+    };
+    role_services(&sys, &config, "/init", &addresses);
+    assert_eq!(writes(&sys), 1, "an existing certificate is reused");
+    assert_eq!(sys.read_back(NODE_KUBECONFIG).unwrap(), text.as_bytes());
+    sys.file(NODE_KUBECONFIG, "apiVersion: v1\nkind: Config\n");
+    role_services(&sys, &config, "/init", &addresses);
+    assert_eq!(writes(&sys), 2, "a broken file is replaced");
+}
+
+#[test]
+fn a_control_plane_is_ready_when_its_api_answers_and_its_node_registered() {
+    use crate::boot::{ReadyCheck, ready_probe, role_services};
+    let secrets = cluster();
+    let config = control_plane_config(&secrets);
+    let sys = node(&secrets);
+    let services = role_services(&sys, &config, "/init", &[]);
+    let check = ready_probe(&config, &services).unwrap();
+    assert!(
+        matches!(&check, ReadyCheck::All(c) if c.len() == 2),
+        "{check:?}"
+    );
+    assert!(!check.passed(&sys, &services, Duration::ZERO));
+    sys.listening(SocketAddr::from(([127, 0, 0, 1], 6443)));
+    assert!(!check.passed(&sys, &services, Duration::ZERO), "API only");
+    services[1]
+        .log
+        .lock()
+        .unwrap()
+        .push("INFO skiff_agent: registered node=cp-1 ip=10.5.0.10".into());
+    assert!(check.passed(&sys, &services, Duration::ZERO));
+    // Without an agent (no credentials could be made) the API alone makes it ready.
+    let server_only = &services[..1];
+    let check = ready_probe(&config, server_only).unwrap();
+    assert!(check.passed(&sys, server_only, Duration::ZERO));
 }
 
 #[test]
@@ -291,7 +405,7 @@ fn a_worker_is_ready_once_its_agent_registered() {
     let secrets = cluster();
     let spec = NodeSpec::new(Role::Worker, "w-1".parse().unwrap());
     let config = secrets.machine_config(&spec).unwrap();
-    let check = ready_probe(&config).unwrap();
+    let check = ready_probe(&config, &[]).unwrap();
     assert!(matches!(
         check,
         ReadyCheck::LogLine {
@@ -407,6 +521,8 @@ fn a_blank_state_disk_is_formatted_then_mounted() {
         "{console}"
     );
     assert!(console.contains("state disk /dev/vdb mounted on /var"));
+    // The control plane's own agent waits for the API port before it starts.
+    assert!(console.contains("agent waits for 127.0.0.1:6443 to accept connections"));
     let disk = sys.read_back("/dev/vdb").unwrap();
     assert!(skiff_mkfs::has_ext4_magic(&disk));
     assert_eq!(&disk[1024 + 0x78..1024 + 0x78 + 11], b"skiff-state");

@@ -187,7 +187,17 @@ impl CertificateAuthority {
 
     /// Client cert (EKU clientAuth): subject CN = user, one O per group (Kubernetes convention).
     pub fn issue_client(&self, user: &str, groups: &[String]) -> Result<CertifiedKey, PkiError> {
-        let mut params = base_params(user, LEAF_VALIDITY)?;
+        self.issue_client_valid_for(user, groups, LEAF_VALIDITY)
+    }
+
+    /// [`Self::issue_client`] with a chosen lifetime.
+    pub(crate) fn issue_client_valid_for(
+        &self,
+        user: &str,
+        groups: &[String],
+        validity: Duration,
+    ) -> Result<CertifiedKey, PkiError> {
+        let mut params = base_params(user, validity)?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign_leaf(&params, Some(der::client_subject(user, groups)))
     }

@@ -173,16 +173,51 @@ impl Kubeconfig {
 
     /// The API server URL of the current context's cluster.
     pub fn server_url(&self) -> Option<&str> {
-        let context = self
-            .contexts
-            .iter()
-            .find(|c| c.name == self.current_context)?;
-        let cluster = self
-            .clusters
-            .iter()
-            .find(|c| c.name == context.item.context.cluster)?;
-        Some(&cluster.item.cluster.server)
+        Some(&self.current_cluster()?.server)
     }
+
+    /// The CA certificate (PEM) the current context's cluster is trusted with.
+    pub fn ca_pem(&self) -> Option<String> {
+        let data = self
+            .current_cluster()?
+            .certificate_authority_data
+            .as_ref()?;
+        decode_text(data)
+    }
+
+    /// The current context user's client certificate and key, when it has them.
+    pub fn client_cert(&self) -> Option<CertifiedKey> {
+        let context = self.current_context()?;
+        let user = &self
+            .users
+            .iter()
+            .find(|u| u.name == context.user)?
+            .item
+            .user;
+        Some(CertifiedKey {
+            cert_pem: decode_text(user.client_certificate_data.as_ref()?)?,
+            key_pem: decode_text(user.client_key_data.as_ref()?)?,
+        })
+    }
+
+    fn current_context(&self) -> Option<&ContextInfo> {
+        self.contexts
+            .iter()
+            .find(|c| c.name == self.current_context)
+            .map(|c| &c.item.context)
+    }
+
+    fn current_cluster(&self) -> Option<&ClusterInfo> {
+        let context = self.current_context()?;
+        self.clusters
+            .iter()
+            .find(|c| c.name == context.cluster)
+            .map(|c| &c.item.cluster)
+    }
+}
+
+fn decode_text(data: &str) -> Option<String> {
+    String::from_utf8(STANDARD.decode(data).ok()?).ok()
 }
 
 #[cfg(test)]

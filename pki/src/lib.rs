@@ -11,6 +11,7 @@ mod error;
 mod files;
 mod identity;
 mod kubeconfig;
+mod node;
 mod server;
 mod tls;
 
@@ -20,5 +21,6 @@ pub use error::PkiError;
 pub use files::write_private;
 pub use identity::{Identity, identity_from_der};
 pub use kubeconfig::Kubeconfig;
+pub use node::{NODES_GROUP, node_kubeconfig, node_user};
 pub use server::ServerPki;
 pub use tls::{client_tls_config, server_tls_config};

@@ -29,7 +29,7 @@ const SERVING_NAME: &str = "kube-apiserver";
 const ADMIN_USER: &str = "skiff-admin";
 const ADMIN_GROUP: &str = "system:masters";
 /// Leaf certificates expiring sooner than this are replaced.
-const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub(crate) const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// The API server's certificates in a data directory, created on first start and reused after.
 #[derive(Debug)]
@@ -39,13 +39,14 @@ pub struct ServerPki {
     pub admin: CertifiedKey,
 }
 
-/// What a certificate in the directory is for.
-enum Purpose<'a> {
+/// What a certificate is for.
+pub(crate) enum Purpose<'a> {
     Serving {
         dns_names: &'a [String],
         ips: &'a [IpAddr],
     },
-    Admin,
+    /// A client certificate naming exactly this user and these groups.
+    Client { user: &'a str, groups: &'a [String] },
 }
 
 impl ServerPki {
@@ -85,7 +86,12 @@ impl ServerPki {
             }
         };
 
-        let admin = match load_leaf(dir, "admin", &ca, &Purpose::Admin)? {
+        let admin_groups = [ADMIN_GROUP.to_owned()];
+        let admin_purpose = Purpose::Client {
+            user: ADMIN_USER,
+            groups: &admin_groups,
+        };
+        let admin = match load_leaf(dir, "admin", &ca, &admin_purpose)? {
             Some(admin) => admin,
             None => {
                 let admin = ca.issue_client(ADMIN_USER, &[ADMIN_GROUP.to_owned()])?;
@@ -149,7 +155,7 @@ fn store_pair(dir: &Path, name: &str, pair: &CertifiedKey) -> Result<(), PkiErro
 /// Whether a certificate on disk can keep being used: it parses, its key matches, it chains
 /// to `ca` for its purpose, it has more than [`RENEW_BEFORE`] left, and it names what is asked.
 /// Anything unusable simply does not fit; errors are only for a CA that cannot act as a root.
-fn still_fits(
+pub(crate) fn still_fits(
     ca: &CertificateAuthority,
     pair: &CertifiedKey,
     purpose: &Purpose<'_>,
@@ -193,7 +199,7 @@ fn still_fits(
             }
             Ok(san_covers(&cert, dns_names, ips))
         }
-        Purpose::Admin => {
+        Purpose::Client { user, groups } => {
             let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
                 .build()
                 .map_err(PkiError::Verifier)?;
@@ -201,8 +207,8 @@ fn still_fits(
                 return Ok(false);
             }
             let expected = Identity {
-                user: ADMIN_USER.to_owned(),
-                groups: vec![ADMIN_GROUP.to_owned()],
+                user: (*user).to_owned(),
+                groups: groups.to_vec(),
             };
             Ok(identity_from_der(&der).is_ok_and(|id| id == expected))
         }
@@ -379,7 +385,11 @@ mod tests {
             .unwrap()
         );
         assert_ne!(second.admin, first.admin);
-        assert!(still_fits(&second.ca, &second.admin, &Purpose::Admin).unwrap());
+        let admin = Purpose::Client {
+            user: ADMIN_USER,
+            groups: &[ADMIN_GROUP.to_owned()],
+        };
+        assert!(still_fits(&second.ca, &second.admin, &admin).unwrap());
     }
 
     #[test]

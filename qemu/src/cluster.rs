@@ -204,8 +204,8 @@ fn blank_disk(path: &Path) -> Result<(), QemuError> {
 }
 
 impl ClusterBuilder {
-    /// Boots the cluster and waits until every control plane serves its API (and every worker
-    /// has started its services). On failure every VM started so far is stopped.
+    /// Boots the cluster and waits until every node, control planes included, is Ready (see
+    /// [`Cluster::wait_ready`]). On failure every VM started so far is stopped.
     pub fn create(&self) -> Result<Cluster, QemuError> {
         let started = Instant::now();
         if let Ok(existing) = read_record(&self.state)
@@ -382,7 +382,7 @@ impl ClusterBuilder {
         };
         if !self.foreign_signer {
             self.say(&format!(
-                "waiting for the API and for every node to be Ready (up to {}s)",
+                "waiting for the API and for every node, the control plane's own included, to be Ready (up to {}s)",
                 self.ready_timeout.as_secs()
             ));
             cluster.wait_ready(self.ready_timeout)?;
@@ -395,8 +395,9 @@ impl ClusterBuilder {
 }
 
 impl Cluster {
-    /// Waits for `boot phase ready` on every node: a control plane's API answers, a worker's
-    /// agent registered its Node with the API server.
+    /// Waits for `boot phase ready` on every node: a control plane's API answers and its own
+    /// agent registered the control plane's Node (Ready, tainted `NoSchedule`); a worker's agent
+    /// registered its Node. So once it returns, `kubectl get nodes` lists every VM Ready.
     pub fn wait_ready(&self, limit: Duration) -> Result<(), QemuError> {
         let started = Instant::now();
         let deadline = started + limit;
@@ -432,8 +433,8 @@ impl Cluster {
     }
 }
 
-/// The console line that says a node of `role` is up (a control plane's API answers; a
-/// worker's agent registered its Node).
+/// The console line that says a node of `role` is up (a control plane's API answers and its
+/// Node is registered; a worker's agent registered its Node).
 fn ready_marker(_role: &str) -> &'static str {
     "boot phase ready"
 }

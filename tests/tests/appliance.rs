@@ -1,10 +1,11 @@
 //! The appliance end to end: `skiff gen config` with `skiff server`, `skiff image build`
 //! (reproducible bytes), and a QEMU cluster booted from the artifact with signed configs: one
-//! control plane and two workers that join with the bootstrap token, run nginx pulled from a
-//! registry mirror on the host, and serve its page to a pod on the other worker; a rebooted
-//! worker comes back Ready, a rebooted control plane keeps every object, a worker whose config
-//! is signed by another key never registers and says why, and `skiff cluster destroy` leaves
-//! nothing behind.
+//! control plane (a node too: labelled and tainted `NoSchedule`) and two workers that join with
+//! the bootstrap token, run nginx pulled from a registry mirror on the host (on the workers
+//! only), and serve its page to a pod on the other worker; a DaemonSet that tolerates the
+//! taint runs on all three nodes; a rebooted worker comes back Ready, a rebooted control plane
+//! keeps every object and all three nodes are Ready again, a worker whose config is signed by
+//! another key never registers and says why, and `skiff cluster destroy` leaves nothing behind.
 //!
 //! Needs root, `qemu-system-x86`, `kmod` (depmod), `e2fsprogs`, `docker-registry`, `skopeo`,
 //! `nginx-light`, `busybox-static` and apt access to Debian's `linux-image-cloud-amd64` (the CI
@@ -331,6 +332,47 @@ fn node_readiness(kubeconfig: &Path) -> Result<Vec<(String, String)>, String> {
         .collect())
 }
 
+/// A DaemonSet that tolerates the control plane's taint, so it runs on every node.
+const EVERYWHERE_DAEMONSET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: everywhere
+spec:
+  selector:
+    matchLabels: {app: everywhere}
+  template:
+    metadata:
+      labels: {app: everywhere}
+    spec:
+      tolerations:
+      - key: node-role.kubernetes.io/control-plane
+        operator: Exists
+        effect: NoSchedule
+      containers:
+      - name: sleep
+        image: busybox:latest
+        command: [sleep, '3600']
+";
+
+const ALL_NODES: [&str; 3] = ["cp-1", "worker-1", "worker-2"];
+
+/// Waits until exactly the three nodes are there and Ready.
+fn wait_all_ready(state: &Path, kubeconfig: &Path, what: &str) -> Vec<(String, String)> {
+    wait_for(state, what, Duration::from_secs(90), || {
+        let nodes = node_readiness(kubeconfig)?;
+        let ready: Vec<&str> = nodes
+            .iter()
+            .filter(|(_, s)| s == "True")
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if nodes.len() == 3 && ready == ALL_NODES {
+            Ok(nodes)
+        } else {
+            Err(format!("{nodes:?}"))
+        }
+    })
+}
+
 const NGINX_DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -390,25 +432,14 @@ fn qemu_cluster_joins_workers_runs_nginx_and_survives_reboots() {
     );
     println!("cluster create (1+2): {create_secs:.1}s");
     let kubeconfig = state.join("kubeconfig");
-    // The control plane runs no agent: the nodes are the two workers.
-    let nodes = wait_for(
-        &state,
-        "both workers Ready",
-        Duration::from_secs(90),
-        || {
-            let nodes = node_readiness(&kubeconfig)?;
-            let ready = nodes
-                .iter()
-                .filter(|(n, s)| n.starts_with("worker-") && s == "True")
-                .count();
-            if ready == 2 {
-                Ok(nodes)
-            } else {
-                Err(format!("{nodes:?}"))
-            }
-        },
-    );
-    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    // The control plane is a node too: three nodes, all Ready as soon as create returns.
+    let nodes = node_readiness(&kubeconfig).expect("kubectl get nodes");
+    let ready: Vec<&str> = nodes
+        .iter()
+        .filter(|(_, s)| s == "True")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(ready, ALL_NODES, "{nodes:?}");
     let console = std::fs::read_to_string(state.join("nodes/cp-1/console.log")).unwrap();
     assert!(console.contains("verified: role ControlPlane"), "{console}");
     // Its state disk was a blank sparse file: init formatted it, then mounted it.
@@ -420,12 +451,52 @@ fn qemu_cluster_joins_workers_runs_nginx_and_survives_reboots() {
         console.contains("state disk /dev/vda mounted on /var"),
         "{console}"
     );
+    // Only the control plane carries the control-plane role label and its NoSchedule taint.
+    let (ok_l, labelled) = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "nodes",
+            "-l",
+            "node-role.kubernetes.io/control-plane",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert!(ok_l && labelled.trim() == "node/cp-1", "{labelled}");
+    let taints = |node: &str| {
+        kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "node",
+                node,
+                "-o",
+                r#"jsonpath={range .spec.taints[*]}{.key}={.value}:{.effect}{"\n"}{end}"#,
+            ],
+            None,
+        )
+        .1
+    };
+    let cp_taints = taints("cp-1");
+    assert!(
+        cp_taints
+            .lines()
+            .any(|t| t == "node-role.kubernetes.io/control-plane=:NoSchedule"),
+        "cp-1 taints: {cp_taints}"
+    );
+    let worker_taints = taints("worker-1");
+    assert!(
+        !worker_taints.contains("control-plane"),
+        "worker-1 taints: {worker_taints}"
+    );
     let (_, cidrs) = kubectl(
         &kubeconfig,
         &["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"],
         None,
     );
-    assert_eq!(cidrs.split_whitespace().count(), 2, "pod CIDRs: {cidrs}");
+    assert_eq!(cidrs.split_whitespace().count(), 3, "pod CIDRs: {cidrs}");
 
     // 2. nginx from the host's registry mirror runs on the workers...
     let (applied, out) = kubectl(&kubeconfig, &["apply", "-f", "-"], Some(NGINX_DEPLOYMENT));
@@ -463,6 +534,11 @@ fn qemu_cluster_joins_workers_runs_nginx_and_survives_reboots() {
         },
     );
     println!("nginx pods: {pods:?}");
+    // The control plane's taint keeps them off it.
+    assert!(
+        pods.iter().all(|(_, node, _)| node.starts_with("worker-")),
+        "an nginx pod landed on the control plane: {pods:?}"
+    );
     // ...and a pod on the other worker fetches its page across the cluster segment.
     let (_, server_node, server_ip) = &pods[0];
     let client_node = if server_node == "worker-1" {
@@ -517,6 +593,46 @@ spec:
     let (logged, out) = kubectl(&kubeconfig, &["logs", "fetch"], None);
     assert!(logged && out.contains(NGINX_INDEX.trim()), "{out}");
     println!("fetched from {server_node} by a pod on {client_node}:\n{out}");
+
+    // A DaemonSet that tolerates the taint runs one pod on every node, the control plane too.
+    let (applied, out) = kubectl(
+        &kubeconfig,
+        &["apply", "-f", "-"],
+        Some(EVERYWHERE_DAEMONSET),
+    );
+    assert!(applied, "{out}");
+    let mut daemon_nodes: Vec<String> = wait_for(
+        &state,
+        "a daemon pod Running on each of the 3 nodes",
+        Duration::from_secs(180),
+        || {
+            let (ok, out) = kubectl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "pods",
+                    "-l",
+                    "app=everywhere",
+                    "-o",
+                    r#"jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{"\n"}{end}"#,
+                ],
+                None,
+            );
+            let running: Vec<String> = out
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(_, phase)| *phase == "Running")
+                .map(|(node, _)| node.to_owned())
+                .collect();
+            if ok && running.len() == 3 {
+                Ok(running)
+            } else {
+                Err(out)
+            }
+        },
+    );
+    daemon_nodes.sort();
+    assert_eq!(daemon_nodes, ALL_NODES);
 
     // 3. A worker power-cycled by QEMU comes back: its agent registers again and the Node is
     // Ready with a fresh heartbeat.
@@ -586,6 +702,24 @@ spec:
         "services",
     ]);
     assert!(services.contains("agent"), "{services}");
+    // The control plane runs its API server and, after it, its own agent.
+    let cp = record["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == "cp-1"))
+        .expect("cp-1 in cluster.json");
+    let cp_endpoint = cp["machineApi"].as_str().expect("machineApi endpoint");
+    let services = ok(&[
+        "ctl",
+        "--config",
+        skiffconfig,
+        "--nodes",
+        cp_endpoint,
+        "services",
+    ]);
+    assert!(
+        services.contains("server") && services.contains("agent"),
+        "{services}"
+    );
 
     // 4. A power-cycled control plane keeps every object (its store is on the state disk).
     let (ok_cm, out) = kubectl(
@@ -598,6 +732,7 @@ spec:
     assert!(ok_cm, "{out}");
     // Let the guest's page cache reach the disk image before the power cut.
     std::thread::sleep(Duration::from_secs(6));
+    let cp_before = heartbeat("cp-1");
     println!(
         "{}",
         ok(&["cluster", "reboot", "--state", &state_str, "--node", "cp-1"])
@@ -640,6 +775,30 @@ spec:
     assert!(
         !console.contains("skiff: formatted"),
         "formatted twice:\n{console}"
+    );
+    // Its agent registered the control plane again (its certificate kept on the state disk),
+    // and every node is Ready.
+    wait_all_ready(
+        &state,
+        &kubeconfig,
+        "all 3 nodes Ready after the control plane's reboot",
+    );
+    assert_ne!(
+        heartbeat("cp-1"),
+        cp_before,
+        "cp-1's Node was not posted again"
+    );
+    // The node certificate was issued at the first boot and kept on the state disk.
+    let first_boot =
+        std::fs::read_to_string(state.join("nodes/cp-1/console.previous.log")).unwrap();
+    let second_boot = std::fs::read_to_string(state.join("nodes/cp-1/console.log")).unwrap();
+    assert!(
+        first_boot.contains("issued node certificate system:node:cp-1"),
+        "{first_boot}"
+    );
+    assert!(
+        !second_boot.contains("issued node certificate"),
+        "reissued after the reboot:\n{second_boot}"
     );
 
     let status = ok(&["cluster", "status", "--state", &state_str]);
@@ -725,7 +884,7 @@ spec:
     assert!(text.contains("signed by unknown key"), "{text}");
     assert!(!text.contains("skiff: started"), "a role started:\n{text}");
     let nodes = node_readiness(&kubeconfig).unwrap();
-    assert_eq!(nodes.len(), 2, "the foreign worker registered: {nodes:?}");
+    assert_eq!(nodes.len(), 3, "the foreign worker registered: {nodes:?}");
 
     // 6. destroy leaves no process, no state directory; destroying again is harmless.
     drop(guard);
@@ -822,4 +981,88 @@ fn qemu_worker_runs_nginx_in_little_memory() {
     });
     println!("{}", ok(&["cluster", "status", "--state", &state_str]));
     println!("a {memory} MiB worker runs 2 nginx pods");
+}
+
+/// Benchmark helper (ignored; run by hand): boots a lone control plane with `SKIFF_CP_MEMORY`
+/// MiB (default 192): its API server and its own agent, the Node Ready, and a DaemonSet pod
+/// that tolerates the control-plane taint Running on it. `docs/benchmarks.md`
+/// (appliance-bench) reports the smallest size that passes.
+#[test]
+#[ignore = "benchmark: run by hand with SKIFF_CP_MEMORY"]
+fn qemu_control_plane_runs_its_node_in_little_memory() {
+    let memory = std::env::var("SKIFF_CP_MEMORY").unwrap_or_else(|_| "192".into());
+    let image = image();
+    let temp = tempfile::tempdir().unwrap();
+    let state = temp.path().join("cluster");
+    let state_str = state.to_str().unwrap().to_owned();
+    let registry = Registry::start();
+    registry.push(&busybox_image(), "library/busybox:latest");
+    let port = registry.host.rsplit_once(':').unwrap().1.to_owned();
+    let mirror = format!("docker.io=http://10.0.2.2:{port}");
+    let _guard = ClusterGuard(state_str.clone());
+    let started = Instant::now();
+    let created = skiff(&[
+        "cluster",
+        "create",
+        "--workers",
+        "0",
+        "--state",
+        &state_str,
+        "--image",
+        image.to_str().unwrap(),
+        "--memory",
+        &memory,
+        "--registry-mirror",
+        &mirror,
+    ]);
+    assert!(
+        created.status.success(),
+        "cluster create with a {memory} MiB control plane:\n{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    println!(
+        "cluster create (1+0): {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let kubeconfig = state.join("kubeconfig");
+    let nodes = node_readiness(&kubeconfig).expect("kubectl get nodes");
+    assert_eq!(nodes, [("cp-1".to_owned(), "True".to_owned())]);
+    let (applied, out) = kubectl(
+        &kubeconfig,
+        &["apply", "-f", "-"],
+        Some(EVERYWHERE_DAEMONSET),
+    );
+    assert!(applied, "{out}");
+    wait_for(
+        &state,
+        "the daemon pod Running on cp-1",
+        Duration::from_secs(180),
+        || {
+            let (_, out) = kubectl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "pods",
+                    "-l",
+                    "app=everywhere",
+                    "-o",
+                    "jsonpath={.items[*].spec.nodeName} {.items[*].status.phase}",
+                ],
+                None,
+            );
+            if out == "cp-1 Running" {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    println!("{}", ok(&["cluster", "status", "--state", &state_str]));
+    let console = std::fs::read_to_string(state.join("nodes/cp-1/console.log")).unwrap();
+    let timeline: Vec<&str> = console
+        .lines()
+        .filter(|l| l.contains("boot phase"))
+        .collect();
+    println!("{}", timeline.join("\n"));
+    println!("a {memory} MiB control plane serves the API and runs its own node with a pod");
 }
