@@ -268,3 +268,15 @@ async fn routes_loop(ctx: Arc<pod::Ctx>) {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     }
 }
+
+/// An error and its sources on one line: "outer: inner: innermost".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

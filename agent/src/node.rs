@@ -19,6 +19,8 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use skiff_apimachinery::validation::names;
 
+use crate::error_chain;
+
 /// How often the Lease is renewed and node status re-posted (the kubelet's defaults).
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 pub const LEASE_DURATION_SECONDS: i32 = 40;
@@ -429,17 +431,6 @@ pub async fn register_when_up(client: &kube::Client, cfg: &NodeConfig) -> Result
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(REGISTER_RETRY_MAX);
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl NodeError {

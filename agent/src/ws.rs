@@ -55,6 +55,14 @@ pub fn choose(offered: &[String], ours: &[&'static str]) -> Option<&'static str>
         .find(|p| offered.iter().any(|o| o == p))
 }
 
+/// The close frame both directions end with once our side has nothing more to send.
+fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+}
+
 /// One remote-command channel toward the client.
 #[derive(Debug, Clone)]
 pub struct ChannelWriter {
@@ -90,12 +98,7 @@ where
                 return;
             }
         }
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            })))
-            .await;
+        let _ = sink.send(normal_close()).await;
     });
     let (stdin_tx, stdin_rx) = mpsc::unbounded_channel::<Bytes>();
     let (resize_tx, resize_rx) = mpsc::unbounded_channel::<Bytes>();
@@ -177,12 +180,7 @@ where
                 }
             }
         }
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            })))
-            .await;
+        let _ = sink.send(normal_close()).await;
     });
     theirs
 }

@@ -167,6 +167,13 @@ fn image() -> &'static Path {
     })
 }
 
+/// The `--registry-mirror` value that sends a VM's `docker.io` pulls to `registry` on the host:
+/// QEMU's user network shows the host's 127.0.0.1 to the guest as 10.0.2.2.
+fn vm_mirror(registry: &Registry) -> String {
+    let port = registry.host.rsplit_once(':').unwrap().1;
+    format!("docker.io=http://10.0.2.2:{port}")
+}
+
 fn static_binary() -> PathBuf {
     workspace().join("target/x86_64-unknown-linux-gnu/release/skiff")
 }
@@ -399,12 +406,11 @@ fn qemu_cluster_joins_workers_runs_nginx_and_survives_reboots() {
     let state = temp.path().join("cluster");
     let state_str = state.to_str().unwrap().to_owned();
 
-    // A registry mirror on the host: the VMs reach the host's 127.0.0.1 at 10.0.2.2.
+    // A registry mirror on the host.
     let registry = Registry::start();
     registry.push(&nginx_image(), "library/nginx:latest");
     registry.push(&busybox_image(), "library/busybox:latest");
-    let port = registry.host.rsplit_once(':').unwrap().1.to_owned();
-    let mirror = format!("docker.io=http://10.0.2.2:{port}");
+    let mirror = vm_mirror(&registry);
 
     // 1. One control plane and two workers; create returns once every node is Ready.
     let started = Instant::now();
@@ -902,20 +908,20 @@ spec:
 }
 
 /// Benchmark helper (ignored; run by hand): boots one control plane and one worker with
-/// `SKIFF_WORKER_MEMORY` MiB (default 128) and runs nginx on the worker, printing the boot
-/// timelines. `docs/benchmarks.md` (appliance-bench) reports the smallest size that passes.
+/// `SKIFF_WORKER_MEMORY` MiB (default 144, the smallest that boots since the binary grew) and
+/// runs nginx on the worker, printing the boot timelines. `docs/benchmarks.md`
+/// (appliance-bench) reports the smallest size that passes.
 #[test]
 #[ignore = "benchmark: run by hand with SKIFF_WORKER_MEMORY"]
 fn qemu_worker_runs_nginx_in_little_memory() {
-    let memory = std::env::var("SKIFF_WORKER_MEMORY").unwrap_or_else(|_| "128".into());
+    let memory = std::env::var("SKIFF_WORKER_MEMORY").unwrap_or_else(|_| "144".into());
     let image = image();
     let temp = tempfile::tempdir().unwrap();
     let state = temp.path().join("cluster");
     let state_str = state.to_str().unwrap().to_owned();
     let registry = Registry::start();
     registry.push(&nginx_image(), "library/nginx:latest");
-    let port = registry.host.rsplit_once(':').unwrap().1.to_owned();
-    let mirror = format!("docker.io=http://10.0.2.2:{port}");
+    let mirror = vm_mirror(&registry);
     let _guard = ClusterGuard(state_str.clone());
     let started = Instant::now();
     let created = skiff(&[
@@ -997,8 +1003,7 @@ fn qemu_control_plane_runs_its_node_in_little_memory() {
     let state_str = state.to_str().unwrap().to_owned();
     let registry = Registry::start();
     registry.push(&busybox_image(), "library/busybox:latest");
-    let port = registry.host.rsplit_once(':').unwrap().1.to_owned();
-    let mirror = format!("docker.io=http://10.0.2.2:{port}");
+    let mirror = vm_mirror(&registry);
     let _guard = ClusterGuard(state_str.clone());
     let started = Instant::now();
     let created = skiff(&[

@@ -24,6 +24,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
+use crate::error_chain;
 use crate::sys::{Syscall, open_ns};
 pub use ipam::{Cidr, Ipam};
 
@@ -317,18 +318,6 @@ async fn configure_pod(
     let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
     handle.route().add(route).replace().execute().await?;
     Ok(())
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
