@@ -1,6 +1,6 @@
 //! The API server alone, for profiling its request path without linking the rest of `skiff`:
 //! accepts the arguments `api-bench` passes to `skiff server`
-//! (`server --data-dir DIR --listen ADDR --no-controllers`).
+//! (`server --data-dir DIR --listen ADDR --no-controllers`), with the same global allocator.
 //!
 //! ```sh
 //! cargo build --release -p skiff-apiserver --example api_only
@@ -8,6 +8,10 @@
 //! ```
 
 use std::net::SocketAddr;
+
+/// The same allocator as the `skiff` binary, so that profiles match the product.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {

@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
             create_after_delete_gets_new_create_revision,
             prefix_isolation,
             pagination,
+            remaining_is_counted_only_up_to_the_limit,
             count,
             watch_from_zero_sees_history_in_order,
             watch_from_middle,
@@ -251,17 +252,17 @@ pub(crate) async fn pagination(h: impl Harness) {
     let keys: Vec<_> = page.items.iter().map(|kv| kv.key.clone()).collect();
     assert_eq!(keys, ["/p/k00", "/p/k01", "/p/k02"]);
     assert!(page.more);
-    assert_eq!(page.remaining, 7);
+    assert_eq!(page.remaining, Some(7));
     assert_eq!(page.revision, rev);
 
     let page = s.list("/p/", Some("/p/k02"), Some(3)).await.unwrap();
     assert_eq!(page.items[0].key, "/p/k03");
-    assert_eq!(page.remaining, 4);
+    assert_eq!(page.remaining, Some(4));
 
     let page = s.list("/p/", Some("/p/k06"), Some(3)).await.unwrap();
     assert_eq!(page.items.len(), 3);
     assert!(!page.more);
-    assert_eq!(page.remaining, 0);
+    assert_eq!(page.remaining, Some(0));
 
     // A start key that is not itself stored still starts right after it.
     let page = s.list("/p/", Some("/p/k04x"), None).await.unwrap();
@@ -272,7 +273,7 @@ pub(crate) async fn pagination(h: impl Harness) {
     let page = s.list("/p/", None, Some(100)).await.unwrap();
     assert_eq!(page.items.len(), 10);
     assert!(!page.more);
-    assert_eq!(page.remaining, 0);
+    assert_eq!(page.remaining, Some(0));
 
     let page = s.list("/p/", Some("/p/k09"), Some(3)).await.unwrap();
     assert!(page.items.is_empty());
@@ -281,6 +282,29 @@ pub(crate) async fn pagination(h: impl Harness) {
     let page = s.list("/nothing/", None, None).await.unwrap();
     assert!(page.items.is_empty());
     assert_eq!(page.revision, rev);
+}
+
+pub(crate) async fn remaining_is_counted_only_up_to_the_limit(h: impl Harness) {
+    let s = h.open().await;
+    let total = crate::REMAINING_COUNT_LIMIT + 3;
+    let writes = (0..total).map(|i| {
+        let s = &s;
+        async move { s.create(&format!("/r/k{i:05}"), val("v")).await.unwrap() }
+    });
+    futures::future::join_all(writes).await;
+    // Too many left to count: only `more`.
+    let page = s.list("/r/", None, Some(2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert!(page.more);
+    assert_eq!(page.remaining, None);
+    // Within the limit: the exact count.
+    let after = format!("/r/k{:05}", total - 6);
+    let page = s.list("/r/", Some(&after), Some(2)).await.unwrap();
+    assert!(page.more);
+    assert_eq!(page.remaining, Some(3));
+    let page = s.list("/r/", None, None).await.unwrap();
+    assert_eq!(page.items.len(), usize::try_from(total).unwrap());
+    assert_eq!(page.remaining, Some(0));
 }
 
 pub(crate) async fn count(h: impl Harness) {

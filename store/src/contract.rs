@@ -17,6 +17,9 @@ pub struct KeyValue {
     pub mod_revision: u64,
 }
 
+/// How many keys after a page a backend counts for [`ListPage::remaining`].
+pub const REMAINING_COUNT_LIMIT: u64 = 1000;
+
 /// One page of a range read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPage {
@@ -25,8 +28,10 @@ pub struct ListPage {
     pub revision: u64,
     /// True when more keys under the prefix follow the last item returned.
     pub more: bool,
-    /// Keys under the prefix after the last item returned (when `more`), else 0.
-    pub remaining: u64,
+    /// Keys under the prefix after the last item returned: exact up to
+    /// [`REMAINING_COUNT_LIMIT`], `None` beyond it (counting them all would read every key left,
+    /// once per page: a paginated list of n objects would read n²/(2·limit) of them).
+    pub remaining: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,8 @@ mod redb_store;
 mod wal;
 mod watch_hub;
 
-pub use contract::{Event, EventKind, KeyValue, ListPage, Store, StoreError, WatchStream};
+pub use contract::{
+    Event, EventKind, KeyValue, ListPage, REMAINING_COUNT_LIMIT, Store, StoreError, WatchStream,
+};
 pub use redb_store::{RedbOptions, RedbStore};
 pub use watch_hub::{DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, WatchHub};

@@ -97,27 +97,40 @@ def test_configmaps_secrets_and_services(api):
 
 
 def test_watch_sees_changes(api):
+    """The same changes through a plain watch (served from the stored bytes) and through a
+    label-selected one (decoded and filtered): same types, names, versions and data."""
     core = client.CoreV1Api(api)
-    events = []
-    done = threading.Event()
+    seen = {"plain": [], "selected": []}
+    done = {k: threading.Event() for k in seen}
 
-    def watcher():
+    def watcher(key, **kw):
         w = watch.Watch()
-        for ev in w.stream(core.list_namespaced_config_map, "default", timeout_seconds=20):
-            events.append((ev["type"], ev["object"].metadata.name))
-            if ("DELETED", "w1") in events:
+        for ev in w.stream(core.list_namespaced_config_map, "default", timeout_seconds=20, **kw):
+            o = ev["object"]
+            seen[key].append((ev["type"], o.metadata.name, o.metadata.resource_version, o.data))
+            if ev["type"] == "DELETED" and o.metadata.name == "w1":
                 w.stop()
                 break
-        done.set()
+        done[key].set()
 
-    t = threading.Thread(target=watcher, daemon=True)
-    t.start()
+    for key, kw in (("plain", {}), ("selected", {"label_selector": "app=w"})):
+        threading.Thread(target=watcher, args=(key,), kwargs=kw, daemon=True).start()
     time.sleep(0.5)
-    core.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="w1")))
-    core.patch_namespaced_config_map("w1", "default", {"data": {"a": "1"}})
+    created = core.create_namespaced_config_map(
+        "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="w1", labels={"app": "w"})))
+    patched = core.patch_namespaced_config_map("w1", "default", {"data": {"a": "1"}})
     core.delete_namespaced_config_map("w1", "default")
-    assert done.wait(20), f"watch did not finish: {events}"
-    assert [e for e in events if e[1] == "w1"] == [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")]
+    for key in seen:
+        assert done[key].wait(20), f"{key} watch did not finish: {seen[key]}"
+    expected = [
+        ("ADDED", "w1", created.metadata.resource_version, None),
+        ("MODIFIED", "w1", patched.metadata.resource_version, {"a": "1"}),
+    ]
+    for key, events in seen.items():
+        mine = [e for e in events if e[1] == "w1"]
+        assert mine[:2] == expected, key
+        assert [e[0] for e in mine] == ["ADDED", "MODIFIED", "DELETED"], key
+        assert int(mine[2][2]) > int(patched.metadata.resource_version), key
 
 
 def test_watch_from_resource_version(api):

@@ -166,3 +166,25 @@ def test_status_subresource_only_changes_status(api):
     d = apps.read_namespaced_deployment("s", "default")
     assert d.status.replicas == 4, "status is not writable through the main resource"
     assert d.spec.replicas == 2 and d.metadata.generation == 2
+
+
+def test_no_creates_in_a_terminating_namespace(api):
+    """Namespace lifecycle, right after the namespace was used (the server remembers active
+    namespaces for a moment) and right after it starts terminating."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="doomed")))
+    cm = lambda name: client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name))  # noqa: E731
+    core.create_namespaced_config_map("doomed", cm("before"))
+    # No namespace controller runs in this server: the namespace stays Terminating.
+    core.delete_namespace("doomed")
+    assert core.read_namespace("doomed").status.phase == "Terminating"
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map("doomed", cm("after"))
+    assert err.value.status == 403
+    body = json.loads(err.value.body)
+    assert "because it is being terminated" in body["message"]
+    assert body["details"]["causes"][0]["reason"] == "NamespaceTerminating"
+    assert [c.metadata.name for c in core.list_namespaced_config_map("doomed").items] == ["before"]
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map("never-made", cm("x"))
+    assert err.value.status == 404

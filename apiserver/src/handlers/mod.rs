@@ -132,10 +132,10 @@ impl Api {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let uri = req.uri().clone();
         let result = self.route(req, user).await;
         let resp = result.unwrap_or_else(|e| response::error(&e));
-        tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+        tracing::debug!(%method, %uri, status = resp.status().as_u16(), "request");
         if method == Method::HEAD {
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, response::full(Bytes::new()));

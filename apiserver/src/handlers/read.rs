@@ -140,7 +140,10 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let mut list_meta = json!({"resourceVersion": revision.to_string()});
     if more && let Some(last) = &start {
         list_meta["continue"] = json!(encode_continue(last, revision));
-        if selectors.is_empty() {
+        // Omitted when the store did not count them all, as Kubernetes omits it when inexact.
+        if selectors.is_empty()
+            && let Some(remaining) = remaining
+        {
             list_meta["remainingItemCount"] = json!(remaining);
         }
     }

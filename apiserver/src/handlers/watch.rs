@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
 use skiff_apimachinery::{Resource, table};
-use skiff_store::{EventKind, StoreError};
+use skiff_store::{EventKind, KeyValue, StoreError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -55,6 +55,26 @@ impl Encoder {
             _ => obj.clone(),
         };
         line(&json!({"type": kind, "object": object}))
+    }
+
+    /// Whether events can be made from the stored bytes: full objects as JSON, no table or
+    /// metadata view.
+    fn passes_stored_bytes(&self) -> bool {
+        matches!(self.output, Output::Json | Output::Yaml)
+    }
+
+    /// An event whose object is the stored JSON with its `resourceVersion` spliced in, without
+    /// building a `serde_json::Value`: watchers without selectors (every informer) cost a copy
+    /// per event, not a parse and an encode.
+    fn stored_event(&self, kind: &str, kv: &KeyValue) -> Result<Bytes, ApiError> {
+        let object = objects::raw_from_kv(self.res, kv)?;
+        let mut b = Vec::with_capacity(object.len() + kind.len() + 24);
+        b.extend_from_slice(b"{\"type\":\"");
+        b.extend_from_slice(kind.as_bytes());
+        b.extend_from_slice(b"\",\"object\":");
+        b.extend_from_slice(&object);
+        b.extend_from_slice(b"}\n");
+        Ok(Bytes::from(b))
     }
 
     fn bookmark(&self, rev: u64, initial_end: bool) -> Bytes {
@@ -122,6 +142,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         include: include_object(&ctx.query),
         first_table: true,
     };
+    let from_stored_bytes = selectors.is_empty() && encoder.passes_stored_bytes();
     // Initial state, then changes after the revision it was read at.
     let mut initial = Vec::new();
     let start = match rv {
@@ -130,6 +151,10 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             let page = store.list(&prefix, None, None).await?;
             for kv in &page.items {
                 if !kv.key.starts_with(&prefix) {
+                    continue;
+                }
+                if from_stored_bytes {
+                    initial.push(encoder.stored_event("ADDED", kv)?);
                     continue;
                 }
                 let obj = from_kv(res, kv)?;
@@ -192,6 +217,18 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
                     };
                     last_rev = ev.kv.mod_revision;
                     if name_filter.is_some() && !ev.kv.key.eq(&prefix) {
+                        continue;
+                    }
+                    if from_stored_bytes {
+                        let kind = match (ev.kind, &ev.prev) {
+                            (EventKind::Delete, _) => "DELETED",
+                            (EventKind::Put, None) => "ADDED",
+                            (EventKind::Put, Some(_)) => "MODIFIED",
+                        };
+                        let Ok(line) = encoder.stored_event(kind, &ev.kv) else { continue };
+                        if !send(line).await {
+                            return;
+                        }
                         continue;
                     }
                     let Ok(obj) = from_kv(res, &ev.kv) else { continue };

@@ -131,6 +131,11 @@ struct NamespaceStatus {
 
 /// The namespace must exist and not be terminating before anything is created in it.
 async fn check_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
+    let objects = &ctx.api.objects;
+    if objects.namespace_known_active(ns) {
+        return Ok(());
+    }
+    let generation = objects.namespace_generation();
     let ns_res = ctx
         .api
         .registry
@@ -152,6 +157,7 @@ async fn check_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
         );
         return Err(e);
     }
+    objects.remember_active_namespace(ns, generation);
     Ok(())
 }
 

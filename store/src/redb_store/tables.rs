@@ -10,7 +10,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use redb::{Database, ReadTransaction, ReadableTable, TableDefinition};
 
-use crate::contract::{KeyValue, ListPage, StoreError};
+use crate::contract::{KeyValue, ListPage, REMAINING_COUNT_LIMIT, StoreError};
 
 pub(super) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -130,6 +130,14 @@ pub(super) fn list(
         }
         if limit.is_none_or(|l| items.len() < l) {
             items.push(decode(key, record.value())?);
+        } else if remaining == REMAINING_COUNT_LIMIT {
+            // Too many to count cheaply: say only that there are more.
+            return Ok(ListPage {
+                items,
+                revision,
+                more: true,
+                remaining: None,
+            });
         } else {
             remaining += 1;
         }
@@ -138,7 +146,7 @@ pub(super) fn list(
         items,
         revision,
         more: remaining > 0,
-        remaining,
+        remaining: Some(remaining),
     })
 }
 
