@@ -706,6 +706,9 @@ pub fn role_services(
     let env = vec![
         ("PATH".to_owned(), "/bin:/sbin".to_owned()),
         ("SKIFF_LOG".to_owned(), "info".to_owned()),
+        // mimalloc returns freed memory to the kernel at once instead of after 1 s: a node VM
+        // may have little RAM, and image pulls free large buffers in bursts.
+        ("MIMALLOC_PURGE_DELAY".to_owned(), "0".to_owned()),
     ];
     let cluster = &config.cluster;
     match (config.role, &cluster.control_plane, &cluster.worker) {
