@@ -49,12 +49,12 @@ impl Encoder {
                     m.remove("columnDefinitions");
                 }
                 self.first_table = false;
-                t
+                serde_json::to_vec(&t)
             }
-            Output::Metadata => partial_metadata(obj),
-            _ => obj.clone(),
+            Output::Metadata => serde_json::to_vec(&partial_metadata(obj)),
+            _ => serde_json::to_vec(obj),
         };
-        line(&json!({"type": kind, "object": object}))
+        framed(kind, &object.unwrap_or_default())
     }
 
     /// Whether events can be made from the stored bytes: full objects as JSON, no table or
@@ -67,14 +67,7 @@ impl Encoder {
     /// building a `serde_json::Value`: watchers without selectors (every informer) cost a copy
     /// per event, not a parse and an encode.
     fn stored_event(&self, kind: &str, kv: &KeyValue) -> Result<Bytes, ApiError> {
-        let object = objects::raw_from_kv(self.res, kv)?;
-        let mut b = Vec::with_capacity(object.len() + kind.len() + 24);
-        b.extend_from_slice(b"{\"type\":\"");
-        b.extend_from_slice(kind.as_bytes());
-        b.extend_from_slice(b"\",\"object\":");
-        b.extend_from_slice(&object);
-        b.extend_from_slice(b"}\n");
-        Ok(Bytes::from(b))
+        Ok(framed(kind, &objects::raw_from_kv(self.res, kv)?))
     }
 
     fn bookmark(&self, rev: u64, initial_end: bool) -> Bytes {
@@ -93,6 +86,17 @@ impl Encoder {
             &json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": meta}}),
         )
     }
+}
+
+/// One watch line, `{"type": kind, "object": <object JSON>}`, from the object's encoded JSON.
+fn framed(kind: &str, object: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(object.len() + kind.len() + 24);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(kind.as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(object);
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
 }
 
 fn line(v: &Value) -> Bytes {
